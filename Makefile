@@ -50,7 +50,6 @@ integration: devcluster
 test: lint unit integration
 
 demo: devcluster
-	$(GO) run ./cmd/lastcall dev up
 	./hack/demo.sh
 
 clean:
