@@ -34,7 +34,7 @@ staticcheck: $(BIN)/staticcheck
 	$(BIN)/staticcheck ./...
 	$(BIN)/staticcheck -tags integration ./...
 
-lint: fmt-check vet staticcheck
+lint: fmt-check vet staticcheck verify-generate
 
 # Builds the control-plane binaries once (about 15 min on 2 cores the first
 # time, with progress), so the tests below start in seconds.
@@ -51,6 +51,17 @@ test: lint unit integration
 
 demo: devcluster
 	./hack/demo.sh
+
+# CRDs and deepcopy come from the API types; never edit them by hand.
+generate: $(BIN)/controller-gen
+	$(BIN)/controller-gen object paths=./api/...
+	$(BIN)/controller-gen crd:allowDangerousTypes=true paths=./api/... output:crd:dir=deploy/crds
+	gofmt -w api
+
+# Fails when generated files differ from what `make generate` makes.
+verify-generate: generate
+	@git diff --exit-code -- api deploy/crds || { echo "generated files are stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard -- api deploy/crds)" || { echo "untracked generated files: run make generate and commit"; exit 1; }
 
 clean:
 	rm -rf $(BIN)

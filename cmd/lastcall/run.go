@@ -1,0 +1,208 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+	"github.com/lastcall-dev/lastcall/internal/run"
+	"github.com/lastcall-dev/lastcall/internal/server"
+)
+
+// kubeFlags are the connection flags shared by client subcommands.
+type kubeFlags struct {
+	kubeconfig string
+	namespace  string
+}
+
+func (k *kubeFlags) add(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+	cmd.PersistentFlags().StringVarP(&k.namespace, "namespace", "n", "", "namespace (default: the kubeconfig context's)")
+}
+
+func (k *kubeFlags) client() (client.Client, string, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if k.kubeconfig != "" {
+		rules.ExplicitPath = k.kubeconfig
+	}
+	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{})
+	cfg, err := cc.ClientConfig()
+	if err != nil {
+		return nil, "", fmt.Errorf("load kubeconfig: %w", err)
+	}
+	ns := k.namespace
+	if ns == "" {
+		if ns, _, err = cc.Namespace(); err != nil {
+			return nil, "", err
+		}
+	}
+	c, err := client.New(cfg, client.Options{Scheme: server.Scheme()})
+	return c, ns, err
+}
+
+func newRunCommand() *cobra.Command {
+	kf := &kubeFlags{}
+	cmd := &cobra.Command{Use: "run", Short: "Start and follow TerminationRuns"}
+	kf.add(cmd)
+	cmd.AddCommand(newRunStartCommand(kf), newRunGetCommand(kf), newRunListCommand(kf), newRunWatchCommand(kf))
+	return cmd
+}
+
+func newRunStartCommand(kf *kubeFlags) *cobra.Command {
+	var policy, reason string
+	var pods []string
+	var watch bool
+	cmd := &cobra.Command{
+		Use:   "start --policy NAME [--pods a,b]",
+		Short: "Start a run of a policy for its pods (or the named ones)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ns, err := kf.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			var pol v1alpha1.TerminationPolicy
+			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: policy}, &pol); err != nil {
+				return fmt.Errorf("get policy %s/%s: %w", ns, policy, err)
+			}
+			targets, err := run.PolicyPods(ctx, c, &pol)
+			if err != nil {
+				return err
+			}
+			if len(pods) > 0 {
+				targets, err = pick(targets, pods)
+				if err != nil {
+					return err
+				}
+			}
+			r := run.NewRun(&pol, "", targets, v1alpha1.Trigger{Source: v1alpha1.TriggerCLI, Reason: reason})
+			if err := c.Create(ctx, r); err != nil {
+				return fmt.Errorf("create run: %w", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "terminationrun %s/%s created for %d pods\n", r.Namespace, r.Name, len(targets))
+			if watch {
+				return watchRun(cmd, c, ns, r.Name)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&policy, "policy", "", "TerminationPolicy name (required)")
+	cmd.Flags().StringSliceVar(&pods, "pods", nil, "only these pods of the policy (names, comma-separated)")
+	cmd.Flags().StringVar(&reason, "reason", "started from the CLI", "why, recorded in the run")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "follow the run until it ends")
+	_ = cmd.MarkFlagRequired("policy")
+	return cmd
+}
+
+func pick(all []corev1.Pod, names []string) ([]corev1.Pod, error) {
+	byName := map[string]corev1.Pod{}
+	for _, p := range all {
+		byName[p.Name] = p
+	}
+	out := make([]corev1.Pod, 0, len(names))
+	for _, n := range names {
+		p, ok := byName[n]
+		if !ok {
+			return nil, fmt.Errorf("pod %s is not selected by the policy", n)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+func newRunGetCommand(kf *kubeFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show a run's per-pod progress",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := kf.client()
+			if err != nil {
+				return err
+			}
+			var r v1alpha1.TerminationRun
+			if err := c.Get(cmd.Context(), client.ObjectKey{Namespace: ns, Name: args[0]}, &r); err != nil {
+				return err
+			}
+			return run.WriteProgress(cmd.OutOrStdout(), &r, time.Now())
+		},
+	}
+}
+
+func newRunListCommand(kf *kubeFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "list",
+		Short: "List runs in the namespace",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, ns, err := kf.client()
+			if err != nil {
+				return err
+			}
+			var list v1alpha1.TerminationRunList
+			if err := c.List(cmd.Context(), &list, client.InNamespace(ns)); err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tPOLICY\tPHASE\tDONE\tFAILED\tATTEMPT\tTRIGGER\tAGE")
+			for _, r := range list.Items {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d\t%d\t%s\t%s\n", r.Name, r.Spec.PolicyRef.Name, r.Status.Phase,
+					r.Status.PodsDone, r.Status.PodsTotal, r.Status.PodsFailed, r.Status.Attempt, r.Spec.Trigger.Source,
+					time.Since(r.CreationTimestamp.Time).Round(time.Second))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func newRunWatchCommand(kf *kubeFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "watch NAME",
+		Short: "Follow a run's per-pod progress until it ends",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, ns, err := kf.client()
+			if err != nil {
+				return err
+			}
+			return watchRun(cmd, c, ns, args[0])
+		},
+	}
+}
+
+// watchRun redraws the progress when it changes, until the run is complete.
+func watchRun(cmd *cobra.Command, c client.Client, ns, name string) error {
+	var last string
+	out := cmd.OutOrStdout()
+	return wait.PollUntilContextCancel(cmd.Context(), 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		var r v1alpha1.TerminationRun
+		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &r); err != nil {
+			return false, err
+		}
+		var buf bytes.Buffer
+		if err := run.WriteProgress(&buf, &r, time.Now()); err != nil {
+			return false, err
+		}
+		if s := buf.String(); s != last {
+			fmt.Fprintf(out, "%s\n%s", strings.Repeat("-", 60), s)
+			last = s
+		}
+		for _, cond := range r.Status.Conditions {
+			if cond.Type == v1alpha1.ConditionComplete && cond.Status == "True" {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+}

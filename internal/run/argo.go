@@ -1,0 +1,149 @@
+package run
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+)
+
+// WorkflowGVK is Argo's Workflow kind.
+var WorkflowGVK = schema.GroupVersionKind{Group: "argoproj.io", Version: "v1alpha1", Kind: "Workflow"}
+
+// argoBackend runs an attempt as an Argo Workflow created from the policy's
+// WorkflowTemplate and mirrors the Workflow's status.phase into the run.
+type argoBackend struct {
+	reader      client.Reader
+	client      client.Client
+	callbackURL string
+	poll        time.Duration
+}
+
+// argoPod is how the pods are passed to the Workflow (parameter "pods").
+type argoPod struct {
+	Name string `json:"name"`
+	UID  string `json:"uid,omitempty"`
+}
+
+func (a *argoBackend) run(ctx context.Context, w *statusWriter, policy *v1alpha1.TerminationPolicy) error {
+	var run *v1alpha1.TerminationRun
+	w.read(func(r *v1alpha1.TerminationRun) { run = r.DeepCopy() })
+	name := fmt.Sprintf("%s-a%d", run.Name, run.Status.Attempt)
+	wf, err := a.workflow(run, policy, name)
+	if err != nil {
+		return err
+	}
+	if err := a.client.Create(ctx, wf); err != nil && !apierrors.IsAlreadyExists(err) {
+		msg := fmt.Sprintf("create Workflow %s: %v", name, err)
+		if apierrors.IsNotFound(err) || isNoKind(err) {
+			msg = fmt.Sprintf("create Workflow %s: Argo Workflows is not installed (no argoproj.io/v1alpha1 Workflow kind)", name)
+		}
+		return a.finish(ctx, w, name, "Error", msg, v1alpha1.PodFailed)
+	}
+	if err := w.sync(ctx, func(st *v1alpha1.TerminationRunStatus) {
+		st.Workflow = &v1alpha1.WorkflowStatus{Name: name, Phase: "Pending"}
+	}); err != nil {
+		return err
+	}
+	poll := a.poll
+	if poll == 0 {
+		poll = time.Second
+	}
+	ticker := time.NewTicker(poll)
+	defer ticker.Stop()
+	for {
+		got := &unstructured.Unstructured{}
+		got.SetGroupVersionKind(WorkflowGVK)
+		if err := a.reader.Get(ctx, client.ObjectKey{Namespace: run.Namespace, Name: name}, got); err != nil {
+			if apierrors.IsNotFound(err) {
+				return a.finish(ctx, w, name, "Deleted", "the Workflow was deleted", v1alpha1.PodFailed)
+			}
+		} else {
+			phase, _, _ := unstructured.NestedString(got.Object, "status", "phase")
+			msg, _, _ := unstructured.NestedString(got.Object, "status", "message")
+			switch phase {
+			case "Succeeded":
+				return a.finish(ctx, w, name, phase, msg, v1alpha1.PodSucceeded)
+			case "Failed", "Error":
+				return a.finish(ctx, w, name, phase, msg, v1alpha1.PodFailed)
+			}
+			if err := w.sync(ctx, func(st *v1alpha1.TerminationRunStatus) {
+				st.Workflow = &v1alpha1.WorkflowStatus{Name: name, Phase: phase, Message: trim(msg)}
+				for i := range st.Pods {
+					if phase == "Running" && st.Pods[i].Phase == v1alpha1.PodPending {
+						st.Pods[i].Phase = v1alpha1.PodRunning
+					}
+				}
+			}); err != nil {
+				return err
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-ticker.C:
+		}
+	}
+}
+
+// finish mirrors a terminal Workflow phase into every pod of the attempt.
+func (a *argoBackend) finish(ctx context.Context, w *statusWriter, name, phase, msg string, pods v1alpha1.PodPhase) error {
+	return w.sync(ctx, func(st *v1alpha1.TerminationRunStatus) {
+		st.Workflow = &v1alpha1.WorkflowStatus{Name: name, Phase: phase, Message: trim(msg)}
+		for i := range st.Pods {
+			if st.Pods[i].Phase != v1alpha1.PodGone {
+				st.Pods[i].Phase = pods
+				if pods == v1alpha1.PodFailed {
+					st.Pods[i].Message = trim(fmt.Sprintf("workflow %s %s: %s", name, phase, msg))
+				}
+			}
+		}
+		countPods(st)
+	})
+}
+
+func (a *argoBackend) workflow(run *v1alpha1.TerminationRun, policy *v1alpha1.TerminationPolicy, name string) (*unstructured.Unstructured, error) {
+	pods := make([]argoPod, len(run.Spec.Pods))
+	for i, p := range run.Spec.Pods {
+		pods[i] = argoPod{Name: p.Name, UID: string(p.UID)}
+	}
+	podsJSON, err := json.Marshal(pods)
+	if err != nil {
+		return nil, err
+	}
+	params := []any{
+		map[string]any{"name": "run-name", "value": run.Name},
+		map[string]any{"name": "namespace", "value": run.Namespace},
+		map[string]any{"name": "pods", "value": string(podsJSON)},
+		map[string]any{"name": "attempt", "value": fmt.Sprint(run.Status.Attempt)},
+		map[string]any{"name": "callback-url", "value": a.callbackURL},
+	}
+	spec := map[string]any{
+		"workflowTemplateRef": map[string]any{"name": policy.Spec.Runner.Argo.WorkflowTemplateRef.Name},
+		"arguments":           map[string]any{"parameters": params},
+	}
+	if sa := policy.Spec.Runner.Argo.ServiceAccountName; sa != "" {
+		spec["serviceAccountName"] = sa
+	}
+	wf := &unstructured.Unstructured{Object: map[string]any{"spec": spec}}
+	wf.SetGroupVersionKind(WorkflowGVK)
+	wf.SetName(name)
+	wf.SetNamespace(run.Namespace)
+	wf.SetLabels(map[string]string{"lastcall.dev/run": run.Name})
+	if err := controllerutil.SetControllerReference(run, wf, a.client.Scheme()); err != nil {
+		return nil, err
+	}
+	return wf, nil
+}
+
+// isNoKind reports that the API server does not serve Workflows.
+func isNoKind(err error) bool { return meta.IsNoMatchError(err) }

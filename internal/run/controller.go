@@ -1,0 +1,311 @@
+package run
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+)
+
+// Options configures a Controller. The zero value means the defaults.
+type Options struct {
+	// Actions implement the step kinds; default: every built-in kind.
+	Actions Actions
+	// HTTPClient is used by http and waitDrained steps and by notify exit
+	// handlers; default a client with no overall timeout (steps carry theirs).
+	HTTPClient *http.Client
+	Clock      clock.Clock
+	Metrics    *Metrics
+	// CallbackURL is given to Argo Workflows as a parameter (the server's
+	// external address); optional.
+	CallbackURL string
+}
+
+// Controller reconciles TerminationRuns: for each run that is not complete
+// it keeps one execution going, which owns the run's status until the run
+// ends. Runs resume from their status after a restart or a leader change.
+type Controller struct {
+	client   client.Client
+	reader   client.Reader
+	recorder record.EventRecorder
+	clock    clock.Clock
+	actions  Actions
+	http     *http.Client
+	metrics  *Metrics
+	argo     *argoBackend
+
+	mu      sync.Mutex
+	base    context.Context // set by Start; executions outlive a Reconcile call
+	running map[types.UID]bool
+	wg      sync.WaitGroup
+}
+
+// NewController builds the controller and registers it with mgr.
+func NewController(mgr manager.Manager, opts Options) (*Controller, error) {
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = &http.Client{}
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = NewMetrics(nil)
+	}
+	c := &Controller{
+		client:   mgr.GetClient(),
+		reader:   mgr.GetAPIReader(),
+		recorder: mgr.GetEventRecorderFor("lastcall"),
+		clock:    opts.Clock,
+		http:     opts.HTTPClient,
+		metrics:  opts.Metrics,
+		running:  map[types.UID]bool{},
+		argo:     &argoBackend{reader: mgr.GetAPIReader(), client: mgr.GetClient(), callbackURL: opts.CallbackURL},
+	}
+	c.actions = opts.Actions
+	if c.actions == nil {
+		c.actions = DefaultActions(mgr, opts.HTTPClient, opts.Clock)
+	}
+	if err := mgr.Add(c); err != nil {
+		return nil, err
+	}
+	err := ctrl.NewControllerManagedBy(mgr).
+		For(&v1alpha1.TerminationRun{}).
+		Named("terminationrun").
+		Complete(c)
+	return c, err
+}
+
+// Start implements manager.Runnable: it gives executions a context that ends
+// with leadership or shutdown, and waits for them to stop.
+func (c *Controller) Start(ctx context.Context) error {
+	c.mu.Lock()
+	c.base = ctx
+	c.mu.Unlock()
+	<-ctx.Done()
+	c.wg.Wait()
+	return nil
+}
+
+// Reconcile makes sure an execution runs for every run that is not complete.
+func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var run v1alpha1.TerminationRun
+	if err := c.client.Get(ctx, req.NamespacedName, &run); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if complete(&run) {
+		return ctrl.Result{}, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.base == nil {
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
+	if c.running[run.UID] {
+		return ctrl.Result{}, nil
+	}
+	c.running[run.UID] = true
+	c.wg.Add(1)
+	c.metrics.active.Inc()
+	go func() {
+		defer c.wg.Done()
+		defer c.metrics.active.Dec()
+		lctx := log.IntoContext(c.base, log.FromContext(ctx).WithValues("run", req.NamespacedName.String()))
+		err := c.execute(lctx, &run)
+		c.mu.Lock()
+		delete(c.running, run.UID)
+		c.mu.Unlock()
+		if err != nil && c.base.Err() == nil {
+			log.FromContext(lctx).Error(err, "run execution stopped; it resumes on the next reconcile")
+		}
+	}()
+	return ctrl.Result{}, nil
+}
+
+// execute drives a run from its persisted status to the end, attempt after
+// attempt.
+func (c *Controller) execute(ctx context.Context, run *v1alpha1.TerminationRun) error {
+	w := newStatusWriter(c.client, c.reader, run)
+	wctx, stopWriter := context.WithCancel(ctx)
+	defer stopWriter()
+	go w.loop(wctx)
+
+	var policy v1alpha1.TerminationPolicy
+	err := c.client.Get(ctx, client.ObjectKey{Namespace: run.Namespace, Name: run.Spec.PolicyRef.Name}, &policy)
+	if apierrors.IsNotFound(err) {
+		return c.fail(ctx, w, run, "PolicyNotFound", fmt.Sprintf("TerminationPolicy %s not found", run.Spec.PolicyRef.Name))
+	}
+	if err != nil {
+		return err
+	}
+	if run.Status.Phase == "" || run.Status.Phase == v1alpha1.RunPending {
+		if err := c.begin(ctx, w, run); err != nil {
+			return err
+		}
+	}
+	for {
+		if err := c.waitForAttempt(ctx, w); err != nil {
+			return err
+		}
+		var phase v1alpha1.RunPhase
+		w.read(func(r *v1alpha1.TerminationRun) { phase = r.Status.Phase })
+		if phase == v1alpha1.RunRunning {
+			if err := c.runAttempt(ctx, w, &policy); err != nil {
+				return err
+			}
+		}
+		again, err := c.exitHandlers(ctx, w, &policy)
+		if err != nil || !again {
+			return err
+		}
+	}
+}
+
+// begin initialises the status of a new run.
+func (c *Controller) begin(ctx context.Context, w *statusWriter, run *v1alpha1.TerminationRun) error {
+	err := w.sync(ctx, func(st *v1alpha1.TerminationRunStatus) {
+		now := c.now()
+		st.Phase, st.Attempt, st.StartTime, st.ObservedGeneration = v1alpha1.RunRunning, 1, &now, run.Generation
+		st.Pods = make([]v1alpha1.PodStatus, len(run.Spec.Pods))
+		for i, p := range run.Spec.Pods {
+			st.Pods[i] = v1alpha1.PodStatus{Name: p.Name, UID: p.UID, Phase: v1alpha1.PodPending}
+		}
+		countPods(st)
+		st.Reason, st.Message = "Started", fmt.Sprintf("policy %s on %d pods", run.Spec.PolicyRef.Name, len(run.Spec.Pods))
+	})
+	if err == nil {
+		c.metrics.started.Inc()
+		c.recorder.Eventf(run, corev1.EventTypeNormal, "Started", "running policy %s on %d pods (trigger %s)", run.Spec.PolicyRef.Name, len(run.Spec.Pods), run.Spec.Trigger.Source)
+	}
+	return err
+}
+
+// waitForAttempt sleeps through a retry's backoff, then starts the attempt.
+func (c *Controller) waitForAttempt(ctx context.Context, w *statusWriter) error {
+	var next *time.Time
+	w.read(func(r *v1alpha1.TerminationRun) {
+		if r.Status.NextAttemptTime != nil {
+			t := r.Status.NextAttemptTime.Time
+			next = &t
+		}
+	})
+	if next == nil {
+		return nil
+	}
+	if d := next.Sub(c.clock.Now()); d > 0 {
+		select {
+		case <-c.clock.After(d):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return w.sync(ctx, func(st *v1alpha1.TerminationRunStatus) {
+		now := c.now()
+		st.NextAttemptTime, st.StartTime, st.Phase = nil, &now, v1alpha1.RunRunning
+		st.Reason, st.Message = "Retrying", fmt.Sprintf("attempt %d", st.Attempt)
+	})
+}
+
+// runAttempt runs the current attempt to its end within the policy deadline
+// and records the outcome.
+func (c *Controller) runAttempt(ctx context.Context, w *statusWriter, policy *v1alpha1.TerminationPolicy) error {
+	deadline := defaultDeadline
+	if policy.Spec.Deadline != nil && policy.Spec.Deadline.Duration > 0 {
+		deadline = policy.Spec.Deadline.Duration
+	}
+	var started time.Time
+	w.read(func(r *v1alpha1.TerminationRun) { started = r.Status.StartTime.Time })
+	actx, cancel := context.WithDeadline(ctx, started.Add(deadline))
+	defer cancel()
+
+	if policy.Spec.Runner.Type == v1alpha1.RunnerArgo {
+		if err := c.argo.run(actx, w, policy); err != nil && ctx.Err() != nil {
+			return err
+		}
+	} else {
+		e := &execution{c: c, w: w, policy: policy}
+		e.runPods(actx)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err() // shutdown or lost leadership: the next leader resumes
+	}
+	return c.finishAttempt(ctx, w, actx.Err() != nil)
+}
+
+// finishAttempt sets the attempt's phase from its pods.
+func (c *Controller) finishAttempt(ctx context.Context, w *statusWriter, deadlineHit bool) error {
+	var run *v1alpha1.TerminationRun
+	err := w.sync(ctx, func(st *v1alpha1.TerminationRunStatus) {
+		now := c.now()
+		if deadlineHit {
+			for i := range st.Pods {
+				if !st.Pods[i].Phase.Done() {
+					st.Pods[i].Phase, st.Pods[i].Message = v1alpha1.PodFailed, "run deadline exceeded before this pod was done"
+				}
+			}
+		}
+		countPods(st)
+		st.CompletionTime = &now
+		st.Phase, st.Reason, st.Message = v1alpha1.RunSucceeded, "Succeeded", fmt.Sprintf("%d/%d pods done", st.PodsDone, st.PodsTotal)
+		if st.PodsFailed > 0 {
+			st.Phase, st.Reason, st.Message = v1alpha1.RunFailed, "PodsFailed", failureMessage(st)
+			if deadlineHit {
+				st.Reason = "DeadlineExceeded"
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	w.read(func(r *v1alpha1.TerminationRun) { run = r.DeepCopy() })
+	c.metrics.finished.WithLabelValues(string(run.Status.Phase)).Inc()
+	c.metrics.duration.Observe(run.Status.CompletionTime.Sub(run.Status.StartTime.Time).Seconds())
+	typ := corev1.EventTypeNormal
+	if run.Status.Phase == v1alpha1.RunFailed {
+		typ = corev1.EventTypeWarning
+	}
+	c.recorder.Event(run, typ, run.Status.Reason, run.Status.Message)
+	return nil
+}
+
+// failureMessage names the first failed pod, its step and cause.
+func failureMessage(st *v1alpha1.TerminationRunStatus) string {
+	for _, p := range st.Pods {
+		if p.Phase == v1alpha1.PodFailed {
+			msg := fmt.Sprintf("pod %s: %s", p.Name, p.Message)
+			if st.PodsFailed > 1 {
+				msg += fmt.Sprintf(" (and %d more pods failed)", st.PodsFailed-1)
+			}
+			return trim(msg)
+		}
+	}
+	return ""
+}
+
+// fail ends a run that cannot start.
+func (c *Controller) fail(ctx context.Context, w *statusWriter, run *v1alpha1.TerminationRun, reason, msg string) error {
+	c.recorder.Event(run, corev1.EventTypeWarning, reason, msg)
+	return w.sync(ctx, func(st *v1alpha1.TerminationRunStatus) {
+		now := c.now()
+		if st.Attempt == 0 {
+			st.Attempt = 1
+		}
+		st.Phase, st.Reason, st.Message, st.CompletionTime = v1alpha1.RunFailed, reason, msg, &now
+		setComplete(st, now, reason, msg)
+	})
+}
+
+func (c *Controller) now() metav1.Time { return metav1.NewTime(c.clock.Now()) }

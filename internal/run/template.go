@@ -1,0 +1,81 @@
+package run
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"text/template"
+
+	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+)
+
+// templateData is what URL, header and body templates see.
+type templateData struct {
+	Pod    podData
+	Run    runData
+	Policy policyData
+}
+
+type podData struct {
+	Name, Namespace, IP, UID, Node string
+	Labels, Annotations            map[string]string
+}
+
+type runData struct {
+	Name, Namespace string
+	Attempt         int32
+}
+
+type policyData struct{ Name string }
+
+func dataFor(t Target) templateData {
+	d := templateData{
+		Run:    runData{Name: t.Run.Name, Namespace: t.Run.Namespace, Attempt: t.Run.Status.Attempt},
+		Policy: policyData{Name: t.Policy.Name},
+	}
+	if p := t.Pod; p != nil {
+		d.Pod = podData{Name: p.Name, Namespace: p.Namespace, IP: p.Status.PodIP, UID: string(p.UID),
+			Node: p.Spec.NodeName, Labels: p.Labels, Annotations: p.Annotations}
+	}
+	return d
+}
+
+// render executes a template; errors are permanent (retrying cannot help).
+func render(name, text string, data any) (string, error) {
+	if !strings.Contains(text, "{{") {
+		return text, nil
+	}
+	tmpl, err := template.New(name).Option("missingkey=error").Parse(text)
+	if err != nil {
+		return "", permanent("parse %s template: %v", name, err)
+	}
+	var buf bytes.Buffer
+	if err := tmpl.Execute(&buf, data); err != nil {
+		return "", permanent("render %s template: %v", name, err)
+	}
+	return buf.String(), nil
+}
+
+// endpointURL resolves an Endpoint for a target.
+func endpointURL(e v1alpha1.Endpoint, t Target) (string, error) {
+	data := dataFor(t)
+	if e.URL != "" {
+		return render("url", e.URL, data)
+	}
+	if data.Pod.IP == "" {
+		return "", fmt.Errorf("pod %s has no IP yet", data.Pod.Name)
+	}
+	return fmt.Sprintf("http://%s:%d%s", data.Pod.IP, e.Port, e.Path), nil
+}
+
+func renderHeaders(h map[string]string, t Target) (map[string]string, error) {
+	out := make(map[string]string, len(h))
+	for k, v := range h {
+		r, err := render("header "+k, v, dataFor(t))
+		if err != nil {
+			return nil, err
+		}
+		out[k] = r
+	}
+	return out, nil
+}

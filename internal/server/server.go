@@ -1,0 +1,170 @@
+// Package server composes `lastcall server`: the controller-runtime manager
+// with the run controller (leader-elected), and the HTTP listeners for the
+// API, metrics and health that every replica serves.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+	"github.com/lastcall-dev/lastcall/internal/run"
+)
+
+// Config is `lastcall server`'s configuration; flags map onto it and its
+// zero values are replaced by the defaults in Defaults.
+type Config struct {
+	HTTPAddr    string
+	MetricsAddr string
+	HealthAddr  string
+
+	LeaderElect             bool
+	LeaderElectionNamespace string
+	LeaseDuration           time.Duration
+	RenewDeadline           time.Duration
+	RetryPeriod             time.Duration
+
+	// CallbackURL is how Argo Workflows reach this server.
+	CallbackURL string
+}
+
+// Defaults are the documented flag defaults.
+var Defaults = Config{
+	HTTPAddr:                ":8080",
+	MetricsAddr:             ":9090",
+	HealthAddr:              ":8081",
+	LeaderElect:             true,
+	LeaderElectionNamespace: "lastcall-system",
+	LeaseDuration:           15 * time.Second,
+	RenewDeadline:           10 * time.Second,
+	RetryPeriod:             2 * time.Second,
+}
+
+// Scheme knows the built-in kinds and lastcall's.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// Server is a configured, not yet running, `lastcall server`.
+type Server struct {
+	cfg      Config
+	mgr      manager.Manager
+	registry *prometheus.Registry
+	// Mux is the API mux; the gate and state service register on it.
+	Mux *http.ServeMux
+	log *slog.Logger
+}
+
+// New builds the manager and the run controller.
+func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
+		Scheme:                        Scheme(),
+		Metrics:                       metricsserver.Options{BindAddress: "0"}, // served below, with our registry
+		HealthProbeBindAddress:        cfg.HealthAddr,
+		LeaderElection:                cfg.LeaderElect,
+		LeaderElectionID:              "lastcall-controller",
+		LeaderElectionNamespace:       cfg.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &cfg.LeaseDuration,
+		RenewDeadline:                 &cfg.RenewDeadline,
+		RetryPeriod:                   &cfg.RetryPeriod,
+		// Managed fields are most of a pod's bytes and we never read them.
+		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create manager: %w", err)
+	}
+	if _, err := run.NewController(mgr, run.Options{Metrics: run.NewMetrics(reg), CallbackURL: cfg.CallbackURL}); err != nil {
+		return nil, fmt.Errorf("set up run controller: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("cache", func(r *http.Request) error {
+		if !mgr.GetCache().WaitForCacheSync(r.Context()) {
+			return errors.New("cache not synced")
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, mgr: mgr, registry: reg, Mux: http.NewServeMux(), log: log}
+	return s, nil
+}
+
+// Manager exposes the manager for components that add themselves to it.
+func (s *Server) Manager() manager.Manager { return s.mgr }
+
+// Registry is where components register their metrics.
+func (s *Server) Registry() prometheus.Registerer { return s.registry }
+
+// Run serves until ctx ends, then shuts everything down.
+func (s *Server) Run(ctx context.Context) error {
+	metrics := http.NewServeMux()
+	metrics.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{s.registry, ctrlmetrics.Registry}, promhttp.HandlerOpts{}))
+	for _, l := range []struct {
+		name, addr string
+		h          http.Handler
+	}{{"api", s.cfg.HTTPAddr, s.Mux}, {"metrics", s.cfg.MetricsAddr, metrics}} {
+		if err := s.mgr.Add(&httpRunnable{name: l.name, addr: l.addr, handler: l.h, log: s.log}); err != nil {
+			return err
+		}
+	}
+	return s.mgr.Start(ctx)
+}
+
+// httpRunnable serves on every replica (no leader election) and shuts down
+// gracefully when the manager stops.
+type httpRunnable struct {
+	name, addr string
+	handler    http.Handler
+	log        *slog.Logger
+}
+
+func (h *httpRunnable) NeedLeaderElection() bool { return false }
+
+func (h *httpRunnable) Start(ctx context.Context) error {
+	l, err := net.Listen("tcp", h.addr)
+	if err != nil {
+		return fmt.Errorf("listen %s on %s: %w", h.name, h.addr, err)
+	}
+	srv := &http.Server{Handler: h.handler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	h.log.Info("serving", "listener", h.name, "addr", l.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", h.name, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
