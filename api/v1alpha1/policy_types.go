@@ -24,9 +24,9 @@ type TerminationPolicy struct {
 // TerminationPolicySpec is the desired behaviour.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.selector) != has(self.targetRef)",message="set exactly one of selector or targetRef"
-// +kubebuilder:validation:XValidation:rule="self.runner.type != 'builtin' || size(self.steps) > 0",message="the builtin runner needs at least one step"
+// +kubebuilder:validation:XValidation:rule="self.runner.type != 'builtin' || (has(self.steps) && size(self.steps) > 0)",message="the builtin runner needs at least one step"
 // +kubebuilder:validation:XValidation:rule="self.runner.type != 'argo' || has(self.runner.argo)",message="runner.type argo needs runner.argo.workflowTemplateRef"
-// +kubebuilder:validation:XValidation:rule="self.steps.all(s, self.steps.exists_one(t, t.name == s.name))",message="step names must be unique"
+// +kubebuilder:validation:XValidation:rule="!has(self.steps) || self.steps.all(s, self.steps.exists_one(t, t.name == s.name))",message="step names must be unique"
 type TerminationPolicySpec struct {
 	// Selector picks pods in the policy's namespace by label.
 	// +optional
@@ -107,7 +107,8 @@ const (
 // Runner selects and configures the backend.
 type Runner struct {
 	// +kubebuilder:default=builtin
-	Type RunnerType `json:"type"`
+	// +optional
+	Type RunnerType `json:"type,omitempty"`
 	// +optional
 	Argo *ArgoRunner `json:"argo,omitempty"`
 }

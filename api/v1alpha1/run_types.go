@@ -25,7 +25,8 @@ type ExitHandler struct {
 	// +kubebuilder:validation:MaxLength=63
 	Name string `json:"name"`
 	// +kubebuilder:default=Always
-	When ExitWhen `json:"when"`
+	// +optional
+	When ExitWhen `json:"when,omitempty"`
 	// +optional
 	Notify *NotifyAction `json:"notify,omitempty"`
 	// +optional
@@ -33,7 +34,9 @@ type ExitHandler struct {
 }
 
 // NotifyAction posts to a webhook. Body is a Go template that sees .Run (the
-// TerminationRun object), .Policy, .Phase, .Message and .Attempt.
+// TerminationRun object), .Policy, .Phase, .Message and .Attempt; the json
+// function quotes a value for a JSON body, e.g. a Slack message:
+// {"text": {{printf "run %s %s: %s" .Run.Name .Phase .Message | json}}}.
 type NotifyAction struct {
 	// +kubebuilder:validation:Pattern=`^https?://`
 	URL string `json:"url"`

@@ -13,8 +13,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
@@ -85,6 +87,9 @@ func NewController(mgr manager.Manager, opts Options) (*Controller, error) {
 	err := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.TerminationRun{}).
 		Named("terminationrun").
+		// Tests run several managers in one process; metrics names are
+		// per-process anyway.
+		WithOptions(controller.Options{SkipNameValidation: ptr.To(true)}).
 		Complete(c)
 	return c, err
 }

@@ -36,7 +36,7 @@ func (a HTTPAction) Do(ctx context.Context, t Target) (string, error) {
 		return "", err
 	}
 	if !statusExpected(resp.StatusCode, spec.ExpectedStatus) {
-		return "", fmt.Errorf("%s %s: unexpected status %d: %s", method, url, resp.StatusCode, trim(text))
+		return "", fmt.Errorf("%s %s: unexpected status %d: %s", method, url, resp.StatusCode, trim(strings.TrimSpace(text)))
 	}
 	return fmt.Sprintf("%s %s: %d", method, url, resp.StatusCode), nil
 }

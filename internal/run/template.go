@@ -2,6 +2,7 @@ package run
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"text/template"
@@ -40,12 +41,21 @@ func dataFor(t Target) templateData {
 	return d
 }
 
+// funcs are available to every template: json quotes a value for a JSON
+// body, so that messages with quotes or newlines stay valid JSON.
+var funcs = template.FuncMap{
+	"json": func(v any) (string, error) {
+		b, err := json.Marshal(v)
+		return string(b), err
+	},
+}
+
 // render executes a template; errors are permanent (retrying cannot help).
 func render(name, text string, data any) (string, error) {
 	if !strings.Contains(text, "{{") {
 		return text, nil
 	}
-	tmpl, err := template.New(name).Option("missingkey=error").Parse(text)
+	tmpl, err := template.New(name).Option("missingkey=error").Funcs(funcs).Parse(text)
 	if err != nil {
 		return "", permanent("parse %s template: %v", name, err)
 	}

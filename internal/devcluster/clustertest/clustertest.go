@@ -26,11 +26,13 @@ var shared *devcluster.Cluster
 // Main starts the control plane, runs the package's tests and stops it. On a
 // failure it prints the tail of every component's log. A control plane that
 // cannot be built or started fails the run with the reason: it never skips.
-func Main(m *testing.M, opts devcluster.Options) {
-	os.Exit(run(m, opts))
+// Setup functions run once the control plane is up, before the tests (e.g.
+// InstallCRDs).
+func Main(m *testing.M, opts devcluster.Options, setup ...func(*devcluster.Cluster) error) {
+	os.Exit(run(m, opts, setup))
 }
 
-func run(m *testing.M, opts devcluster.Options) int {
+func run(m *testing.M, opts devcluster.Options, setup []func(*devcluster.Cluster) error) int {
 	if opts.Progress == nil {
 		opts.Progress = os.Stderr
 	}
@@ -43,6 +45,12 @@ func run(m *testing.M, opts devcluster.Options) int {
 	}
 	shared = c
 	defer c.Stop()
+	for _, f := range setup {
+		if err := f(c); err != nil {
+			fmt.Fprintf(os.Stderr, "clustertest: setup: %v\n", err)
+			return 1
+		}
+	}
 	code := m.Run()
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "clustertest: tests failed; control-plane logs:\n%s", c.LogTails(40))
