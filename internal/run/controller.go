@@ -179,9 +179,11 @@ func (c *Controller) execute(ctx context.Context, run *v1alpha1.TerminationRun) 
 	}
 }
 
-// begin initialises the status of a new run.
+// begin initialises the status of a new run. The write is queued, not
+// waited for, so the first step starts at once; a crash before it lands
+// leaves the run Pending, and it begins again.
 func (c *Controller) begin(ctx context.Context, w *statusWriter, run *v1alpha1.TerminationRun) error {
-	err := w.sync(ctx, func(st *v1alpha1.TerminationRunStatus) {
+	w.update(func(st *v1alpha1.TerminationRunStatus) {
 		now := c.now()
 		st.Phase, st.Attempt, st.StartTime, st.ObservedGeneration = v1alpha1.RunRunning, 1, &now, run.Generation
 		st.Pods = make([]v1alpha1.PodStatus, len(run.Spec.Pods))
@@ -191,11 +193,9 @@ func (c *Controller) begin(ctx context.Context, w *statusWriter, run *v1alpha1.T
 		countPods(st)
 		st.Reason, st.Message = "Started", fmt.Sprintf("policy %s on %d pods", run.Spec.PolicyRef.Name, len(run.Spec.Pods))
 	})
-	if err == nil {
-		c.metrics.started.Inc()
-		c.recorder.Eventf(run, corev1.EventTypeNormal, "Started", "running policy %s on %d pods (trigger %s)", run.Spec.PolicyRef.Name, len(run.Spec.Pods), run.Spec.Trigger.Source)
-	}
-	return err
+	c.metrics.started.Inc()
+	c.recorder.Eventf(run, corev1.EventTypeNormal, "Started", "running policy %s on %d pods (trigger %s)", run.Spec.PolicyRef.Name, len(run.Spec.Pods), run.Spec.Trigger.Source)
+	return nil
 }
 
 // waitForAttempt sleeps through a retry's backoff, then starts the attempt.
@@ -253,7 +253,8 @@ func (c *Controller) runAttempt(ctx context.Context, w *statusWriter, policy *v1
 // finishAttempt sets the attempt's phase from its pods.
 func (c *Controller) finishAttempt(ctx context.Context, w *statusWriter, deadlineHit bool) error {
 	var run *v1alpha1.TerminationRun
-	err := w.sync(ctx, func(st *v1alpha1.TerminationRunStatus) {
+	// Queued: the exit handlers' write that follows persists it with them.
+	w.update(func(st *v1alpha1.TerminationRunStatus) {
 		now := c.now()
 		if deadlineHit {
 			for i := range st.Pods {
@@ -272,9 +273,6 @@ func (c *Controller) finishAttempt(ctx context.Context, w *statusWriter, deadlin
 			}
 		}
 	})
-	if err != nil {
-		return err
-	}
 	w.read(func(r *v1alpha1.TerminationRun) { run = r.DeepCopy() })
 	c.metrics.finished.WithLabelValues(string(run.Status.Phase)).Inc()
 	c.metrics.duration.Observe(run.Status.CompletionTime.Sub(run.Status.StartTime.Time).Seconds())

@@ -95,15 +95,16 @@ func (e *execution) runPod(ctx context.Context, i int) {
 			e.finishPod(ctx, i, err, step.Name)
 			return
 		}
+		// The Running mark is queued, not waited for: what keeps a finished
+		// step from running twice is its outcome, written below before the
+		// pod's next step starts. Writes stay ordered, so it lands first.
 		now := metav1.NewTime(e.c.clock.Now())
-		if err := e.w.sync(ctx, func(st *v1alpha1.TerminationRunStatus) {
+		e.w.update(func(st *v1alpha1.TerminationRunStatus) {
 			p := &st.Pods[i]
 			p.Phase = v1alpha1.PodRunning
 			s := stepStatus(p, step.Name)
 			s.Phase, s.StartTime, s.CompletionTime, s.Message = v1alpha1.StepRunning, &now, nil, ""
-		}); err != nil {
-			return // the status is not recorded: stop; the controller resumes later
-		}
+		})
 		start := e.c.clock.Now()
 		msg, attempts, err := e.runStep(ctx, Target{Pod: pod, Run: e.snapshot(), Policy: e.policy, Step: step}, name, uid)
 		e.c.metrics.observeStep(kindOf(step), err, e.c.clock.Since(start))
@@ -117,17 +118,33 @@ func (e *execution) runPod(ctx context.Context, i int) {
 			e.finishPod(ctx, i, err, step.Name)
 			return
 		}
+		last := j == len(e.policy.Spec.Steps)-1
 		if err := e.w.sync(ctx, func(st *v1alpha1.TerminationRunStatus) {
 			s := stepStatus(&st.Pods[i], step.Name)
 			s.Phase, s.Attempts, s.CompletionTime, s.Message = v1alpha1.StepSucceeded, attempts, &end, trim(msg)
+			if last { // one write for the last step and the pod's outcome
+				st.Pods[i].Phase, st.Pods[i].Message = v1alpha1.PodSucceeded, ""
+				countPods(st)
+			}
 		}); err != nil {
 			return
 		}
+		if last {
+			break
+		}
 	}
-	e.finishPod(ctx, i, nil, "")
+	if !e.podDone(i) {
+		e.finishPod(ctx, i, nil, "")
+	}
 	if pod, err := e.livePod(ctx, name, uid); err == nil {
 		e.c.recorder.Eventf(pod, corev1.EventTypeNormal, "TerminationStepsDone", "run %s: all %d steps done", runName, len(e.policy.Spec.Steps))
 	}
+}
+
+func (e *execution) podDone(i int) bool {
+	var done bool
+	e.w.read(func(run *v1alpha1.TerminationRun) { done = run.Status.Pods[i].Phase.Done() })
+	return done
 }
 
 // finishPod records a pod's outcome: Succeeded, Gone, or Failed at a step.
