@@ -10,7 +10,7 @@ LDFLAGS := -s -w -X github.com/lastcall-dev/lastcall/internal/version.Version=$(
 # what 2 cores carry well.
 TEST_PARALLEL ?= 2
 
-.PHONY: all build test lint fmt-check vet staticcheck unit integration devcluster demo generate verify-generate clean
+.PHONY: deps bench all build test lint fmt-check vet staticcheck unit integration devcluster demo generate verify-generate clean
 
 all: build
 
@@ -41,13 +41,25 @@ lint: fmt-check vet staticcheck verify-generate
 devcluster:
 	$(GO) run ./cmd/lastcall dev build
 
-unit:
+# System packages the tests use: dbus-daemon for the node agent's real D-Bus
+# tests. Installed from Debian when missing (needs root, as on CI).
+deps:
+	@command -v dbus-daemon >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dbus >/dev/null; \
+	  else echo "dbus-daemon is missing: install Debian's dbus package (sudo apt-get install dbus)"; exit 1; fi; }
+
+unit: deps
 	$(GO) test -race -count=1 ./...
 
-integration: devcluster
+integration: devcluster deps
 	$(GO) test -tags integration -count=1 -p $(TEST_PARALLEL) -timeout 60m ./...
 
 test: lint unit integration
+
+# Benchmarks on the real control plane (not part of `make test`); results
+# are recorded in docs/benchmarks.md.
+bench: devcluster deps
+	$(GO) test -tags integration -run XXX -bench . -benchtime 5x -timeout 30m ./internal/run/
 
 demo: devcluster
 	./hack/demo.sh

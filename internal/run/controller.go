@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/log"
@@ -83,6 +84,14 @@ func NewController(mgr manager.Manager, opts Options) (*Controller, error) {
 	}
 	if err := mgr.Add(c); err != nil {
 		return nil, err
+	}
+	// Start the pod and policy informers with the manager rather than on
+	// first use, so /readyz covers them and the first step does not wait
+	// for a list of every pod.
+	for _, obj := range []client.Object{&corev1.Pod{}, &v1alpha1.TerminationPolicy{}} {
+		if _, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
+			return nil, fmt.Errorf("informer for %T: %w", obj, err)
+		}
 	}
 	err := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.TerminationRun{}).
