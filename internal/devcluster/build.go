@@ -141,12 +141,8 @@ func heartbeat(done <-chan struct{}, w io.Writer, name string, start time.Time) 
 	}
 }
 
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return filepath.Join(runtime.GOROOT(), "bin", "go")
-}
+// goTool is the go command on PATH; exec reports a clear error if missing.
+func goTool() string { return "go" }
 
 // findSourceDir locates the checkout that holds the wrapper modules.
 func findSourceDir(explicit string) (string, error) {
