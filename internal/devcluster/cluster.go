@@ -27,8 +27,9 @@ type Options struct {
 	Dir string
 	// Nodes is the number of fake nodes to create; default 3.
 	Nodes int
-	// PodCIDR is kwok's pod CIDR; default 127.1.0.0/16 (loopback, so pods can
-	// be served by real servers in the test).
+	// PodCIDR is kwok's pod CIDR, inside 127.0.0.0/8 so that a test can serve
+	// a pod's IP with a real server. Default: DevPodCIDR for a persistent Dir;
+	// otherwise a /16 of 127.2–254 reserved for this cluster while it runs.
 	PodCIDR string
 	// ExecWorkDir is where kwok runs `kubectl exec` commands as local
 	// processes; default Dir/exec.
@@ -50,6 +51,8 @@ type Cluster struct {
 	procs     []*process
 	config    *rest.Config
 	progress  io.Writer
+	podCIDR   string
+	cidrLease *cidrLease
 	// StartupTime is how long Start took after the binaries were available.
 	StartupTime time.Duration
 }
@@ -64,9 +67,6 @@ type ports struct {
 func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if opts.Nodes == 0 {
 		opts.Nodes = 3
-	}
-	if opts.PodCIDR == "" {
-		opts.PodCIDR = "127.1.0.0/16"
 	}
 	if opts.Progress == nil {
 		opts.Progress = io.Discard
@@ -89,6 +89,17 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 			c.Stop()
 		}
 	}()
+	switch {
+	case opts.PodCIDR != "":
+		c.podCIDR = opts.PodCIDR
+	case !c.temporary:
+		c.podCIDR = DevPodCIDR
+	default:
+		if c.cidrLease, err = leasePodCIDR(); err != nil {
+			return nil, err
+		}
+		c.podCIDR = c.cidrLease.cidr
+	}
 	c.pki = pki{dir: filepath.Join(c.dir, "pki")}
 	if err := c.pki.ensure(); err != nil {
 		return nil, fmt.Errorf("create certificates: %w", err)
@@ -162,7 +173,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}{
 		{BinKubeControllerManager, c.controllerManagerArgs()},
 		{BinKubeScheduler, c.schedulerArgs()},
-		{BinKwok, c.kwokArgs(opts.PodCIDR)},
+		{BinKwok, c.kwokArgs(c.podCIDR)},
 	} {
 		if err := start(s.name, s.args); err != nil {
 			return nil, err
@@ -191,6 +202,9 @@ func (c *Cluster) KubeconfigPath() string { return filepath.Join(c.dir, "kubecon
 // Dir is the cluster's directory (certificates, data, logs).
 func (c *Cluster) Dir() string { return c.dir }
 
+// PodCIDR is the range kwok gives pod IPs from.
+func (c *Cluster) PodCIDR() string { return c.podCIDR }
+
 // CAFile is the cluster CA, which also signed kwok's kubelet certificate.
 func (c *Cluster) CAFile() string { return c.pki.caCert() }
 
@@ -205,6 +219,7 @@ func (c *Cluster) Stop() {
 		c.procs[i].stop(5 * time.Second)
 	}
 	c.procs = nil
+	c.cidrLease.release()
 	if c.temporary && c.dir != "" {
 		_ = os.RemoveAll(c.dir)
 		c.dir = ""

@@ -62,7 +62,7 @@ func TestDeploymentBecomesAvailableOnKwokNodes(t *testing.T) {
 	if len(pods) != 3 {
 		t.Fatalf("got %d pods, want 3", len(pods))
 	}
-	cidr := netip.MustParsePrefix("127.1.0.0/16")
+	cidr := netip.MustParsePrefix(clustertest.Cluster().PodCIDR())
 	for _, p := range pods {
 		if p.Status.Phase != corev1.PodRunning || !podReady(&p) {
 			t.Errorf("pod %s: phase %s, ready %v", p.Name, p.Status.Phase, podReady(&p))
