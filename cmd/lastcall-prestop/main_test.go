@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+)
+
+// Binaries built once for the package's tests, as they ship: static,
+// trimmed, stripped.
+var bins struct {
+	prestop, soakapp, firstrequest string
+}
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "lastcall-prestop-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bins.prestop = filepath.Join(dir, "lastcall-prestop")
+	bins.soakapp = filepath.Join(dir, "soakapp")
+	bins.firstrequest = filepath.Join(dir, "firstrequest")
+	for out, pkg := range map[string]string{bins.prestop: ".", bins.soakapp: "./testdata/soakapp", bins.firstrequest: "./testdata/firstrequest"} {
+		if err := buildStatic(out, pkg); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// buildStatic builds pkg the way the image build does.
+func buildStatic(out, pkg string) error {
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return nil
+}
+
+// countRecords returns n when path holds the records 1..n in order, and
+// fails t otherwise: a gap or a repeat is corruption, not loss.
+func countRecords(t *testing.T, path string) int {
+	t.Helper()
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, err := strconv.Atoi(sc.Text()); err != nil || v != n+1 {
+			t.Fatalf("%s: %q after record %d", path, sc.Text(), n)
+		}
+		n++
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
