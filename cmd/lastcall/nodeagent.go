@@ -1,0 +1,170 @@
+package main
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/lastcall-dev/lastcall/internal/node"
+	"github.com/lastcall-dev/lastcall/internal/node/logind"
+)
+
+// nodeAgentOptions holds what both node-agent subcommands take.
+type nodeAgentOptions struct {
+	cfg        node.Config
+	configFile string
+	kubeconfig string
+	logLevel   string
+}
+
+func (o *nodeAgentOptions) addFlags(fs *pflag.FlagSet) {
+	o.cfg.AddFlags(fs)
+	fs.StringVar(&o.configFile, "config", "", "YAML file with the budgets (the kubelet's own KubeletConfiguration works: its other fields are ignored); flags given override it")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, then $KUBECONFIG)")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+// config reads --config, if given, and lets the flags set on the command
+// line win over it.
+func (o *nodeAgentOptions) config(fs *pflag.FlagSet) (node.Config, error) {
+	if o.configFile == "" {
+		return o.cfg, nil
+	}
+	set := map[string]string{}
+	fs.Visit(func(f *pflag.Flag) { set[f.Name] = f.Value.String() })
+	file, err := node.LoadConfig(o.configFile)
+	if err != nil {
+		return node.Config{}, err
+	}
+	if file.NodeName == "" {
+		file.NodeName = o.cfg.NodeName
+	}
+	o.cfg = file
+	for name, v := range set {
+		if err := fs.Set(name, v); err != nil {
+			return node.Config{}, err
+		}
+	}
+	return o.cfg, nil
+}
+
+func (o *nodeAgentOptions) client() (*kubernetes.Clientset, error) {
+	restCfg, err := loadConfig(o.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	// A shutdown evicts a node's pods at once: do not throttle at 5 QPS.
+	restCfg.QPS, restCfg.Burst = 50, 100
+	return kubernetes.NewForConfig(restCfg)
+}
+
+func newNodeAgentCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "node-agent",
+		Short: "Evict a node's pods by priority when it shuts down (for clusters without the kubelet's graceful node shutdown)",
+		Long: `A DaemonSet that holds a logind delay lock on each node. When the node
+shuts down it cordons and taints the node, then evicts its pods in priority
+groups, lowest first, each within its budget (kubelet-compatible
+configuration), respecting PodDisruptionBudgets until a margin before the
+group's deadline. See docs/node-agent.md.`,
+	}
+	cmd.AddCommand(newNodeAgentRunCommand(), newNodeAgentPlanCommand())
+	return cmd
+}
+
+func newNodeAgentRunCommand() *cobra.Command {
+	opts := &nodeAgentOptions{}
+	var (
+		metricsAddr string
+		lopts       logind.Options
+	)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the agent on this node",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(cmd.ErrOrStderr(), opts.logLevel)
+			if err != nil {
+				return err
+			}
+			cfg, err := opts.config(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			cs, err := opts.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			lopts.Logger = log
+			lg, err := logind.Connect(ctx, lopts)
+			if err != nil {
+				return err
+			}
+			defer lg.Close()
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			rec, stopEvents := node.NewRecorder(cs, cfg.NodeName)
+			defer stopEvents()
+			agent, err := node.NewAgent(cfg, cs, lg, node.Options{Recorder: rec, Metrics: node.NewMetrics(reg), Logger: log})
+			if err != nil {
+				return err
+			}
+			g, ctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return lg.Run(ctx) })
+			g.Go(func() error { return agent.Run(ctx) })
+			g.Go(func() error { return node.ServeMetrics(ctx, metricsAddr, reg, log) })
+			return g.Wait()
+		},
+	}
+	opts.addFlags(cmd.Flags())
+	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", ":9464", "address of /metrics and /healthz (empty: none)")
+	cmd.Flags().StringVar(&lopts.DropInPath, "logind-drop-in", logind.DefaultDropInPath, "logind.conf drop-in written when InhibitDelayMaxSec is shorter than the budget")
+	cmd.Flags().StringVar(&lopts.Address, "dbus-address", "", "D-Bus address of the system bus (default $DBUS_SYSTEM_BUS_ADDRESS, then /run/dbus/system_bus_socket)")
+	return cmd
+}
+
+func newNodeAgentPlanCommand() *cobra.Command {
+	opts := &nodeAgentOptions{}
+	var granted time.Duration
+	cmd := &cobra.Command{
+		Use:   "plan",
+		Short: "Print the order, budgets and grace periods a shutdown of the node would use now; changes nothing",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := opts.config(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			cfg = cfg.WithDefaults()
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			cs, err := opts.client()
+			if err != nil {
+				return err
+			}
+			groups := cfg.Groups()
+			if granted > 0 {
+				groups = node.ScaleGroups(groups, granted)
+			}
+			plan, err := node.PlanFor(cmd.Context(), cs, cfg.NodeName, groups)
+			if err != nil {
+				return err
+			}
+			if err := plan.Write(cmd.OutOrStdout()); err != nil {
+				return fmt.Errorf("write plan: %w", err)
+			}
+			return nil
+		},
+	}
+	opts.addFlags(cmd.Flags())
+	cmd.Flags().DurationVar(&granted, "inhibit-delay", 0, "plan as if logind granted this InhibitDelayMaxSec (budgets scale down to fit); 0: the full budget")
+	return cmd
+}
