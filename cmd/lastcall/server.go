@@ -44,6 +44,14 @@ func newServerCommand() *cobra.Command {
 	f.DurationVar(&cfg.RenewDeadline, "leader-elect-renew-deadline", cfg.RenewDeadline, "how long the leader retries renewing before giving up")
 	f.DurationVar(&cfg.RetryPeriod, "leader-elect-retry-period", cfg.RetryPeriod, "interval between leader-election attempts")
 	f.StringVar(&cfg.CallbackURL, "callback-url", cfg.CallbackURL, "URL at which Argo Workflows reach this server (passed as the callback-url parameter)")
+	f.StringVar(&cfg.ControlTokenFile, "control-token-file", cfg.ControlTokenFile, "file holding a bearer token allowed everything (gate overrides, state in all namespaces); mount it from a Secret")
+	f.StringVar(&cfg.Audience, "audience", cfg.Audience, "audience that callers' ServiceAccount tokens must be issued for")
+	f.StringVar(&cfg.State.URL, "state-url", cfg.State.URL, "state store: file:///path, s3://bucket?region=... (gocloud.dev/blob URL)")
+	f.Int64Var(&cfg.State.MaxObjectBytes, "state-max-object-bytes", cfg.State.MaxObjectBytes, "largest state object a PUT may store")
+	f.Int64Var(&cfg.State.MaxSaveBytes, "state-max-save-bytes", cfg.State.MaxSaveBytes, "largest POST /state/save body")
+	f.IntVar(&cfg.State.KeepVersions, "state-keep-versions", cfg.State.KeepVersions, "versions kept per state key")
+	f.DurationVar(&cfg.State.Retention, "state-retention", cfg.State.Retention, "age after which state versions are deleted")
+	f.DurationVar(&cfg.State.PruneInterval, "state-prune-interval", cfg.State.PruneInterval, "how often the leader applies retention to the whole store")
 	return cmd
 }
 

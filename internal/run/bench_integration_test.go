@@ -137,7 +137,7 @@ func BenchmarkControllerRSS10kPods1kPolicies(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(bin, "server", "--kubeconfig", clustertest.Cluster().KubeconfigPath(), "--leader-elect=false",
+	cmd := exec.Command(bin, "server", "--kubeconfig", clustertest.Cluster().KubeconfigPath(), "--state-url", "mem://", "--leader-elect=false",
 		"--http-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:"+strconv.Itoa(health), "--log-level", "error")
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

@@ -43,7 +43,7 @@ func startServerProcess(t *testing.T, ns string) *exec.Cmd {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "server", "--kubeconfig", clustertest.Cluster().KubeconfigPath(),
+	cmd := exec.Command(bin, "server", "--kubeconfig", clustertest.Cluster().KubeconfigPath(), "--state-url", "mem://",
 		"--http-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:0",
 		"--leader-elect", "--leader-election-namespace", ns,
 		"--leader-elect-lease-duration", "2s", "--leader-elect-renew-deadline", "1500ms", "--leader-elect-retry-period", "250ms")

@@ -35,6 +35,7 @@ func startController(t testing.TB) client.Client {
 	t.Helper()
 	cfg := server.Defaults
 	cfg.HTTPAddr, cfg.MetricsAddr, cfg.HealthAddr, cfg.LeaderElect = "127.0.0.1:0", "127.0.0.1:0", "0", false
+	cfg.State.URL = "mem://"
 	srv, err := server.New(clustertest.Cluster().Config(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

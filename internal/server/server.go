@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -26,7 +27,9 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+	"github.com/lastcall-dev/lastcall/internal/auth"
 	"github.com/lastcall-dev/lastcall/internal/run"
+	"github.com/lastcall-dev/lastcall/internal/state"
 )
 
 // Config is `lastcall server`'s configuration; flags map onto it and its
@@ -44,6 +47,14 @@ type Config struct {
 
 	// CallbackURL is how Argo Workflows reach this server.
 	CallbackURL string
+
+	// ControlTokenFile holds a static bearer token that may do everything
+	// (gate overrides, state in every namespace); empty disables it.
+	ControlTokenFile string
+	// Audience is the audience a ServiceAccount token must be issued for.
+	Audience string
+
+	State StateConfig
 }
 
 // Defaults are the documented flag defaults.
@@ -56,6 +67,15 @@ var Defaults = Config{
 	LeaseDuration:           15 * time.Second,
 	RenewDeadline:           10 * time.Second,
 	RetryPeriod:             2 * time.Second,
+	Audience:                auth.DefaultAudience,
+	State: StateConfig{
+		URL:            DefaultStateURL,
+		MaxObjectBytes: state.DefaultMaxObjectBytes,
+		MaxSaveBytes:   state.DefaultMaxSaveBytes,
+		KeepVersions:   state.DefaultKeepVersions,
+		Retention:      state.DefaultRetention,
+		PruneInterval:  state.DefaultPruneInterval,
+	},
 }
 
 // Scheme knows the built-in kinds and lastcall's.
@@ -78,6 +98,11 @@ type Server struct {
 	// Mux is the API mux; the gate and state service register on it.
 	Mux *http.ServeMux
 	log *slog.Logger
+	// Kube is a typed client for TokenReviews, SubjectAccessReviews and
+	// Events; reads go through the manager's cache instead.
+	Kube  kubernetes.Interface
+	Authn *auth.Authenticator
+	Authz *auth.Authorizer
 }
 
 // New builds the manager and the run controller.
@@ -115,7 +140,27 @@ func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 	}); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, mgr: mgr, registry: reg, Mux: http.NewServeMux(), log: log}
+	kube, err := kubernetes.NewForConfig(restCfg)
+	if err != nil {
+		return nil, err
+	}
+	authn, err := auth.NewAuthenticator(auth.AuthenticatorOptions{
+		TokenFile: cfg.ControlTokenFile,
+		Client:    kube,
+		Audiences: []string{cfg.Audience},
+		Logger:    log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("control token: %w", err)
+	}
+	authz, err := auth.NewAuthorizer(auth.AuthorizerOptions{Client: kube})
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, mgr: mgr, registry: reg, Mux: http.NewServeMux(), log: log, Kube: kube, Authn: authn, Authz: authz}
+	if _, err := s.setupState(context.Background()); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
