@@ -187,7 +187,9 @@ func (e *execution) runStep(ctx context.Context, t Target, name string, uid type
 		if err == nil {
 			return msg, attempts, nil
 		}
-		if errors.Is(err, ErrPermanent) || int(attempts) > retries || ctx.Err() != nil {
+		// RBAC refusals do not heal by retrying; they need an operator.
+		permanent := errors.Is(err, ErrPermanent) || apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err)
+		if permanent || int(attempts) > retries || ctx.Err() != nil {
 			if _, gone := e.livePod(ctx, name, uid); errors.Is(gone, errPodGone) {
 				return "", attempts, errPodGone
 			}
