@@ -217,6 +217,19 @@ func applyKustomization(t *testing.T, dir string) {
 // servedPod creates a pod, waits for its IP and serves /drain on it.
 func servedPod(t *testing.T, env *clustertest.Env, name string, labels map[string]string) (*corev1.Pod, *atomic.Int32) {
 	t.Helper()
+	var drains atomic.Int32
+	pod := servedPodWith(t, env, name, labels, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/drain" {
+			drains.Add(1)
+		}
+		fmt.Fprintln(w, "ok")
+	}))
+	return pod, &drains
+}
+
+// servedPodWith creates a pod, waits for its IP and serves h on port 8080.
+func servedPodWith(t *testing.T, env *clustertest.Env, name string, labels map[string]string, h http.Handler) *corev1.Pod {
+	t.Helper()
 	ctx := context.Background()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
@@ -233,20 +246,14 @@ func servedPod(t *testing.T, env *clustertest.Env, name string, labels map[strin
 		pod = p
 		return p.Status.PodIP != "" && p.Status.Phase == corev1.PodRunning, nil
 	}, "pod %s to run with an IP", name)
-	var drains atomic.Int32
 	l, err := net.Listen("tcp", net.JoinHostPort(pod.Status.PodIP, "8080"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := &http.Server{ReadHeaderTimeout: time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/drain" {
-			drains.Add(1)
-		}
-		fmt.Fprintln(w, "ok")
-	})}
+	hs := &http.Server{ReadHeaderTimeout: time.Second, Handler: h}
 	go func() { _ = hs.Serve(l) }()
 	t.Cleanup(func() { _ = hs.Close() })
-	return pod, &drains
+	return pod
 }
 
 func ptrTo[T any](v T) *T { return &v }
