@@ -10,7 +10,7 @@ LDFLAGS := -s -w -X github.com/lastcall-dev/lastcall/internal/version.Version=$(
 # what 2 cores carry well.
 TEST_PARALLEL ?= 2
 
-.PHONY: deps bench all build test lint fmt-check vet staticcheck unit integration devcluster demo generate verify-generate clean
+.PHONY: deps bench all build test lint fmt-check vet staticcheck unit integration devcluster minio demo generate verify-generate clean
 
 all: build
 
@@ -36,22 +36,32 @@ staticcheck: $(BIN)/staticcheck
 
 lint: fmt-check vet staticcheck verify-generate
 
-# Builds the control-plane binaries once (about 15 min on 2 cores the first
-# time, with progress), so the tests below start in seconds.
+# Builds the control-plane binaries and the peers the end-to-end tests run
+# (Flagger and its loadtester) once: about 15 + 4 min on 2 cores the first
+# time, with progress, so the tests below start in seconds.
 devcluster:
-	$(GO) run ./cmd/lastcall dev build
+	$(GO) run ./cmd/lastcall dev build --peers
+
+# Builds the MinIO server the state service's S3 tests run against, once
+# (about 10 min on 2 cores the first time, with progress; cached after).
+minio:
+	$(GO) run ./hack/minio
 
 # System packages the tests use: dbus-daemon for the node agent's real D-Bus
-# tests. Installed from Debian when missing (needs root, as on CI).
+# tests, wrk for the gate benchmark. Installed from Debian when missing
+# (needs root, as on CI).
 deps:
 	@command -v dbus-daemon >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dbus >/dev/null; \
 	  else echo "dbus-daemon is missing: install Debian's dbus package (sudo apt-get install dbus)"; exit 1; fi; }
+	@command -v wrk >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk >/dev/null; \
+	  else echo "wrk is missing: install Debian's wrk package (sudo apt-get install wrk)"; exit 1; fi; }
 
 unit: deps
 	$(GO) test -race -count=1 ./...
 
-integration: devcluster deps
+integration: devcluster minio deps
 	$(GO) test -tags integration -count=1 -p $(TEST_PARALLEL) -timeout 60m ./...
 
 test: lint unit integration
@@ -60,7 +70,10 @@ test: lint unit integration
 # are recorded in docs/benchmarks.md.
 bench: devcluster deps
 	$(GO) test -tags integration -run XXX -bench . -benchtime 5x -timeout 30m ./internal/run/
+	$(GO) test -tags integration -run XXX -bench . -benchtime 1x -timeout 30m ./internal/gate/
 
+# The Flagger scenario end to end with a live view (docs/e2e.md): a private
+# control plane, Flagger and lastcall server, all stopped at the end.
 demo: devcluster
 	./hack/demo.sh
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# make demo: runs lastcall's scenario on the local dev cluster.
+# make demo: lastcall's main scenario, end to end, on a private local control
+# plane with a real Flagger (see docs/e2e.md). Everything it starts stops
+# when it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-go run ./cmd/lastcall dev status >/dev/null 2>&1 || go run ./cmd/lastcall dev up
 exec go run ./hack/demo "$@"

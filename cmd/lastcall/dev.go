@@ -129,19 +129,31 @@ func newDevStatusCommand(opts *devOptions) *cobra.Command {
 }
 
 func newDevBuildCommand() *cobra.Command {
-	return &cobra.Command{
+	var peers bool
+	cmd := &cobra.Command{
 		Use:   "build",
 		Short: "Build and cache the control-plane binaries (done by `up` and the tests when missing)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			bins, err := devcluster.EnsureBinaries(cmd.Context(), devcluster.BuildOptions{Progress: cmd.ErrOrStderr()})
+			opts := devcluster.BuildOptions{Progress: cmd.ErrOrStderr()}
+			bins, err := devcluster.EnsureBinaries(cmd.Context(), opts)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "control-plane binaries in %s\n", bins.Dir)
+			if !peers {
+				return nil
+			}
+			p, err := devcluster.EnsurePeers(cmd.Context(), opts)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "flagger %s and its loadtester in %s\n", devcluster.FlaggerVersion, p.Dir)
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&peers, "peers", false, "also build Flagger and flagger-loadtester, used by the end-to-end tests and the demo")
+	return cmd
 }
 
 func dirFlag(o *devOptions) string {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/lastcall-dev/lastcall/internal/node"
 	"github.com/lastcall-dev/lastcall/internal/node/logind"
@@ -54,14 +55,16 @@ func (o *nodeAgentOptions) config(fs *pflag.FlagSet) (node.Config, error) {
 	return o.cfg, nil
 }
 
-func (o *nodeAgentOptions) client() (*kubernetes.Clientset, error) {
+// client returns the agent's rest config (with its rate limits) and a
+// clientset for it.
+func (o *nodeAgentOptions) client() (*rest.Config, *kubernetes.Clientset, error) {
 	restCfg, err := loadConfig(o.kubeconfig)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	// A shutdown evicts a node's pods at once: do not throttle at 5 QPS.
-	restCfg.QPS, restCfg.Burst = 50, 100
-	return kubernetes.NewForConfig(restCfg)
+	restCfg = node.ClientConfig(restCfg)
+	cs, err := kubernetes.NewForConfig(restCfg)
+	return restCfg, cs, err
 }
 
 func newNodeAgentCommand() *cobra.Command {
@@ -97,7 +100,7 @@ func newNodeAgentRunCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			cs, err := opts.client()
+			restCfg, cs, err := opts.client()
 			if err != nil {
 				return err
 			}
@@ -112,7 +115,16 @@ func newNodeAgentRunCommand() *cobra.Command {
 			reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 			rec, stopEvents := node.NewRecorder(cs, cfg.NodeName)
 			defer stopEvents()
-			agent, err := node.NewAgent(cfg, cs, lg, node.Options{Recorder: rec, Metrics: node.NewMetrics(reg), Logger: log})
+			metrics := node.NewMetrics(reg)
+			var runs node.RunStarter
+			if cfg.WithDefaults().TerminationRuns == node.RunsOn {
+				rc, err := node.NewRunsClient(restCfg)
+				if err != nil {
+					return err
+				}
+				runs = node.NewPolicyRuns(rc, node.PolicyRunsOptions{Recorder: rec, Metrics: metrics, Logger: log})
+			}
+			agent, err := node.NewAgent(cfg, cs, lg, node.Options{Runs: runs, Recorder: rec, Metrics: metrics, Logger: log})
 			if err != nil {
 				return err
 			}
@@ -146,7 +158,11 @@ func newNodeAgentPlanCommand() *cobra.Command {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
-			cs, err := opts.client()
+			log, err := newLogger(cmd.ErrOrStderr(), opts.logLevel)
+			if err != nil {
+				return err
+			}
+			restCfg, cs, err := opts.client()
 			if err != nil {
 				return err
 			}
@@ -157,6 +173,15 @@ func newNodeAgentPlanCommand() *cobra.Command {
 			plan, err := node.PlanFor(cmd.Context(), cs, cfg.NodeName, groups)
 			if err != nil {
 				return err
+			}
+			if cfg.TerminationRuns == node.RunsOn {
+				rc, err := node.NewRunsClient(restCfg)
+				if err != nil {
+					return err
+				}
+				if err := node.NewPolicyRuns(rc, node.PolicyRunsOptions{Logger: log}).AddPolicies(cmd.Context(), &plan); err != nil {
+					log.Warn("termination policies not shown", "err", err)
+				}
 			}
 			if err := plan.Write(cmd.OutOrStdout()); err != nil {
 				return fmt.Errorf("write plan: %w", err)

@@ -51,6 +51,7 @@ func newServerCommand() *cobra.Command {
 	f.Int64Var(&cfg.State.MaxSaveBytes, "state-max-save-bytes", cfg.State.MaxSaveBytes, "largest POST /state/save body")
 	f.IntVar(&cfg.State.KeepVersions, "state-keep-versions", cfg.State.KeepVersions, "versions kept per state key")
 	f.DurationVar(&cfg.State.Retention, "state-retention", cfg.State.Retention, "age after which state versions are deleted")
+	f.Int64Var(&cfg.Gate.MaxBodyBytes, "gate-max-body-bytes", cfg.Gate.MaxBodyBytes, "largest Flagger webhook body the gate reads (413 beyond)")
 	f.DurationVar(&cfg.State.PruneInterval, "state-prune-interval", cfg.State.PruneInterval, "how often the leader applies retention to the whole store")
 	return cmd
 }

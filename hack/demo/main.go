@@ -1,30 +1,30 @@
-// Command demo runs lastcall's scenario on the dev cluster started by
-// `lastcall dev up` (see `make demo`).
+// Command demo plays lastcall's main scenario (test/e2e/scenario) on a
+// private local control plane and shows it live: Flagger's canary, the
+// gate's answers and the TerminationRun's per-pod progress, then a summary
+// and the properties the run proved. `make demo` runs it.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/utils/ptr"
 
 	"github.com/lastcall-dev/lastcall/internal/devcluster"
+	"github.com/lastcall-dev/lastcall/test/e2e/scenario"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
@@ -33,69 +33,141 @@ func main() {
 }
 
 func run(ctx context.Context) error {
-	cache, err := devcluster.DefaultCacheDir()
-	if err != nil {
-		return err
-	}
-	kubeconfig := flag.String("kubeconfig", filepath.Join(filepath.Dir(cache), "dev", "kubeconfig"), "dev cluster kubeconfig")
+	refresh := flag.Duration("refresh", 500*time.Millisecond, "how often the live view is redrawn (on a terminal)")
 	flag.Parse()
-	cfg, err := clientcmd.BuildConfigFromFlags("", *kubeconfig)
-	if err != nil {
-		return fmt.Errorf("load %s (is the dev cluster up? `lastcall dev up`): %w", *kubeconfig, err)
-	}
-	cs, err := kubernetes.NewForConfig(cfg)
+	work, err := os.MkdirTemp("", "lastcall-demo-")
 	if err != nil {
 		return err
 	}
-	const ns = "demo"
-	say := func(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }
-
-	say("creating namespace %s and Deployment web (3 replicas) on the kwok nodes", ns)
-	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-	labels := map[string]string{"app": "web"}
-	dep := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](3),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					TerminationGracePeriodSeconds: ptr.To[int64](10),
-					Containers:                    []corev1.Container{{Name: "app", Image: "example.invalid/web:1"}},
-				},
-			},
-		},
-	}
-	_, err = cs.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
-	}
-	start := time.Now()
-	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		d, err := cs.AppsV1().Deployments(ns).Get(ctx, "web", metav1.GetOptions{})
-		if err != nil {
-			return false, err
+	failed := true // keep the logs of a failed demo
+	defer func() {
+		if failed {
+			fmt.Printf("logs kept in %s\n", work)
+			return
 		}
-		return d.Status.AvailableReplicas == 3, nil
-	})
-	if err != nil {
-		return fmt.Errorf("wait for web to be available: %w", err)
-	}
-	say("web is Available after %s", time.Since(start).Round(time.Millisecond))
-	pods, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		_ = os.RemoveAll(work)
+	}()
+
+	say("starting a private control plane (etcd, kube-apiserver, controllers, scheduler, kwok); the first run builds it")
+	c, err := devcluster.Start(ctx, devcluster.Options{Nodes: 2, Progress: os.Stderr})
 	if err != nil {
 		return err
 	}
-	for _, p := range pods.Items {
-		fmt.Printf("    pod %-28s node %-12s ip %-12s %s\n", p.Name, p.Spec.NodeName, p.Status.PodIP, p.Status.Phase)
+	defer c.Stop()
+	say("preparing Flagger %s, the CRDs and the lastcall binary", devcluster.FlaggerVersion)
+	sc, err := setup(ctx, c, work)
+	if err != nil {
+		return err
 	}
-	say("look for yourself:")
-	fmt.Printf("    kubectl --kubeconfig %s -n %s get deploy,pods -o wide\n", *kubeconfig, ns)
-	fmt.Printf("    kubectl --kubeconfig %s -n %s delete pod %s   # stays Terminating for its 10 s grace\n", *kubeconfig, ns, pods.Items[0].Name)
-	say("stop the cluster with: go run ./cmd/lastcall dev down")
+	defer sc.Close()
+
+	tty := isTerminal(os.Stdout)
+	if !tty {
+		say("stdout is not a terminal: printing changes as they happen")
+	}
+	var rep *scenario.Report
+	var runErr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rep, runErr = sc.Run(ctx)
+	}()
+	live(sc, done, tty, *refresh)
+
+	fmt.Println()
+	scenario.WriteSummary(os.Stdout, rep)
+	fmt.Println()
+	if runErr != nil {
+		return fmt.Errorf("%w\ncontrol plane:\n%s", runErr, c.LogTails(15))
+	}
+	ok := true
+	for _, check := range rep.Verify() {
+		mark := "ok  "
+		if len(check.Problems) > 0 {
+			mark, ok = "FAIL", false
+		}
+		fmt.Printf("%s %s\n", mark, check.Name)
+		for _, p := range check.Problems {
+			fmt.Printf("       %s\n", p)
+		}
+	}
+	if !ok {
+		return errors.New("the scenario did not show every property")
+	}
+	failed = false
 	return nil
 }
+
+// setup installs the CRDs, builds lastcall and prepares the scenario in a
+// namespace of its own.
+func setup(ctx context.Context, c *devcluster.Cluster, work string) (*scenario.Scenario, error) {
+	peers, err := devcluster.EnsurePeers(ctx, devcluster.BuildOptions{})
+	if err != nil {
+		return nil, err
+	}
+	flaggerCRDs, err := devcluster.FlaggerCRDPath(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ours, err := filepath.Glob("deploy/crds/lastcall.dev_*.yaml")
+	if err != nil || len(ours) == 0 {
+		return nil, fmt.Errorf("no CRDs in deploy/crds: run from the checkout's root (make demo)")
+	}
+	if err := devcluster.InstallCRDs(ctx, c.Config(), append(ours, flaggerCRDs)...); err != nil {
+		return nil, err
+	}
+	bin, err := scenario.BuildLastcall(ctx, ".", work)
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(c.Config())
+	if err != nil {
+		return nil, err
+	}
+	const ns = "demo"
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		return nil, fmt.Errorf("create namespace: %w", err)
+	}
+	logs := filepath.Join(work, "logs")
+	if err := os.MkdirAll(logs, 0o755); err != nil {
+		return nil, err
+	}
+	cfg := scenario.Config{Cluster: c.Config(), Kubeconfig: c.KubeconfigPath(), Namespace: ns, LogDir: logs,
+		LastcallBinary: bin, FlaggerBinary: peers.Flagger()}
+	if !isTerminal(os.Stdout) {
+		cfg.Log = func(line string) { fmt.Println(line) }
+	}
+	fmt.Printf("    kubectl --kubeconfig %s -n %s get canary,terminationruns,pods\n", c.KubeconfigPath(), ns)
+	return scenario.New(cfg)
+}
+
+// live redraws the scenario's state until done; without a terminal the
+// scenario's Log prints instead.
+func live(sc *scenario.Scenario, done <-chan struct{}, tty bool, every time.Duration) {
+	if !tty {
+		<-done
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		finished := false
+		select {
+		case <-done:
+			finished = true // draw the final state once more
+		case <-t.C:
+		}
+		fmt.Print("\033[H\033[2J") // home, clear screen
+		_ = scenario.WriteSnapshot(os.Stdout, sc.Snapshot(12))
+		if finished {
+			return
+		}
+	}
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+func say(format string, args ...any) { fmt.Printf("==> "+format+"\n", args...) }

@@ -13,10 +13,14 @@ import (
 	"time"
 )
 
-// BuildOptions configures EnsureBinaries. The zero value means the defaults.
+// BuildOptions configures EnsureBinaries and EnsurePeers. The zero value
+// means the defaults.
 type BuildOptions struct {
 	// CacheDir is where binaries are kept; default os.UserCacheDir()/lastcall/devcluster.
 	CacheDir string
+	// PeersCacheDir is where peer binaries (Flagger, its loadtester) are
+	// kept; default os.UserCacheDir()/lastcall/peers.
+	PeersCacheDir string
 	// SourceDir is the lastcall checkout holding hack/devcluster; default: found
 	// from the working directory upwards, then from this source file's path.
 	SourceDir string

@@ -111,3 +111,41 @@ func tailLines(path string, n int) (string, error) {
 	}
 	return strings.Join(lines, "\n"), nil
 }
+
+// Process is a program run next to the control plane, such as Flagger or a
+// lastcall server in an end-to-end test: in its own process group, killed
+// if this process dies, logging to a file.
+type Process struct{ p *process }
+
+// StartProcess starts bin with args, logging to logDir/name.log.
+func StartProcess(name, bin string, args []string, logDir string) (*Process, error) {
+	p, err := startProcess(name, bin, args, logDir, false)
+	if err != nil {
+		return nil, err
+	}
+	return &Process{p: p}, nil
+}
+
+// Stop sends SIGTERM, then SIGKILL after grace, and waits for the exit.
+func (p *Process) Stop(grace time.Duration) { p.p.stop(grace) }
+
+// Kill sends SIGKILL, as a node crash or OOM kill would, and waits for the exit.
+func (p *Process) Kill() {
+	_ = syscall.Kill(-p.p.pid, syscall.SIGKILL)
+	<-p.p.exited
+}
+
+// Exited is closed when the process has exited.
+func (p *Process) Exited() <-chan struct{} { return p.p.exited }
+
+// LogPath is the file the process logs to.
+func (p *Process) LogPath() string { return p.p.logPath }
+
+// LogTail returns the last n lines of the process's log, or why it cannot.
+func (p *Process) LogTail(n int) string {
+	s, err := tailLines(p.p.logPath, n)
+	if err != nil {
+		return err.Error()
+	}
+	return s
+}

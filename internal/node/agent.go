@@ -55,7 +55,10 @@ type Agent struct {
 	nodes   nodes
 	evictor *evictor
 
-	// Set by Run before any shutdown starts.
+	configured []Group // the budgets as configured
+
+	// Set by Run before any shutdown starts, and again after a logind
+	// restart; a shutdown uses the groups of its start.
 	groups []Group // the configured budgets, scaled to what logind grants
 	delay  logind.Delay
 	watch  *podWatch
@@ -83,8 +86,8 @@ func NewAgent(cfg Config, client kubernetes.Interface, lg Logind, opts Options) 
 	a := &Agent{
 		cfg: cfg, client: client, logind: lg, runs: opts.Runs, rec: opts.Recorder,
 		metrics: opts.Metrics, clock: opts.Clock, log: opts.Logger.With("node", cfg.NodeName),
-		nodes:  nodes{client: client, name: cfg.NodeName},
-		groups: cfg.Groups(),
+		nodes:      nodes{client: client, name: cfg.NodeName},
+		configured: cfg.Groups(),
 	}
 	a.evictor = &evictor{
 		client: client, clock: opts.Clock, mode: cfg.PDB, margin: cfg.PDBMargin.Duration,
@@ -101,10 +104,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.uncordonAfterReboot(ctx); err != nil {
 		return err
 	}
-	if a.runs == nil {
-		a.log.Warn("node agent: no termination policies configured (no RunStarter): pods are evicted without runs")
-		a.rec.Event(nodeRef(a.cfg.NodeName), corev1.EventTypeNormal, ReasonNoPolicies, "No termination policies configured: pods are evicted without runs")
-	}
+	a.checkRuns(ctx)
 	watch, err := newPodWatch(a.client, a.cfg.NodeName)
 	if err != nil {
 		return err
@@ -150,12 +150,17 @@ func (a *Agent) Run(ctx context.Context) error {
 					a.log.Info("node agent: shutdown already in progress")
 					continue
 				}
-				cur = a.startShutdown(ctx, ev.Release)
+				cur = a.startShutdown(ctx, a.groups, a.delay.Granted, ev.Release)
 			case logind.ShutdownCancelled:
 				stop(errCancelled)
 				a.undoCancelled(ctx)
 			case logind.LogindRestarted:
+				// The new logind read its configuration afresh: a drop-in
+				// may have changed meanwhile, so ask again and re-plan.
 				a.log.Info("node agent: logind restarted; delay lock re-taken")
+				if err := a.ensureDelay(ctx); err != nil {
+					a.log.Error("node agent: cannot read logind's inhibit delay after its restart; keeping the previous budgets", "err", err)
+				}
 			}
 		}
 	}
@@ -167,12 +172,12 @@ type inflight struct {
 	done   chan struct{}
 }
 
-func (a *Agent) startShutdown(ctx context.Context, release func() error) *inflight {
+func (a *Agent) startShutdown(ctx context.Context, groups []Group, granted time.Duration, release func() error) *inflight {
 	ctx, cancel := context.WithCancelCause(ctx)
 	f := &inflight{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(f.done)
-		a.shutdown(ctx, release)
+		a.shutdown(ctx, groups, granted, release)
 	}()
 	return f
 }
@@ -183,16 +188,16 @@ func (f *inflight) stop(cause error) {
 	<-f.done
 }
 
-// ensureDelay asks logind for the total budget and scales the groups to
-// what it grants.
+// ensureDelay asks logind for the total budget and scales the configured
+// groups to what it grants.
 func (a *Agent) ensureDelay(ctx context.Context) error {
-	want := Total(a.groups)
+	want := Total(a.configured)
 	d, err := a.logind.EnsureInhibitDelay(ctx, want)
 	if err != nil {
 		return fmt.Errorf("ensure logind inhibit delay: %w", err)
 	}
 	a.delay = d
-	a.groups = ScaleGroups(a.groups, d.Granted)
+	a.groups = ScaleGroups(a.configured, d.Granted)
 	a.metrics.inhibitDelay.Set(d.Granted.Seconds())
 	a.metrics.budget.Set(Total(a.groups).Seconds())
 	ref := nodeRef(a.cfg.NodeName)

@@ -174,15 +174,29 @@ func TestLockReleasedWhenTheTotalBudgetIsSpent(t *testing.T) {
 	if took := h.clock.Since(h.start); took != 6*time.Second {
 		t.Errorf("lock released at +%s, want when the 6 s budget ended", took)
 	}
-	if got := testutil.ToFloat64(h.agent.metrics.shutdowns.WithLabelValues("budget_spent")); got != 1 {
-		t.Errorf("shutdowns{budget_spent} %v, want 1", got)
+	// The lock goes at the deadline itself; the sequence winds down after.
+	h.eventually("the shutdown counted as budget_spent", func() bool {
+		return testutil.ToFloat64(h.agent.metrics.shutdowns.WithLabelValues("budget_spent")) == 1
+	})
+}
+
+func TestLockReleasedAtTheBudgetEvenWhenARequestHangs(t *testing.T) {
+	cfg := Config{ShutdownGracePeriod: metav1.Duration{Duration: 4 * time.Second}}
+	h := newHarness(t, cfg, time.Minute, nil, newPod("stuck", withGrace(30)))
+	h.set("stuck", hangs)
+	h.run()
+	h.logind.startShutdown()
+	h.eventually("the hanging eviction", func() bool { _, ok := h.firstCall("stuck", "evict"); return ok })
+	h.advance(100*time.Millisecond, 6*time.Second, 1, "the lock release", func() bool { return h.logind.releases() == 1 })
+	if took := h.clock.Since(h.start); took != 4*time.Second {
+		t.Errorf("lock released at +%s, want at the 4 s budget although a request still hangs", took)
 	}
 }
 
 // panicStarter panics as a buggy policy integration would.
 type panicStarter struct{}
 
-func (panicStarter) StartRuns(context.Context, []corev1.Pod, time.Time) (RunWaiter, error) {
+func (panicStarter) StartRuns(context.Context, RunRequest) (RunWaiter, error) {
 	panic("policy bug")
 }
 
@@ -199,25 +213,33 @@ func TestLockReleasedWhenTheSequencePanics(t *testing.T) {
 	}
 }
 
-// gateStarter records what it was given and holds evictions until opened.
+// gateStarter records what it was given and holds the evictions of the
+// pods it covers (all of them when covers is nil) until opened.
 type gateStarter struct {
+	covers map[string]bool
+	open   chan struct{}
+
 	mu       sync.Mutex
+	reqs     []RunRequest
 	pods     []string
 	deadline time.Time
-	open     chan struct{}
 }
 
-func (g *gateStarter) StartRuns(_ context.Context, pods []corev1.Pod, deadline time.Time) (RunWaiter, error) {
+func (g *gateStarter) StartRuns(_ context.Context, req RunRequest) (RunWaiter, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for _, p := range pods {
+	g.reqs = append(g.reqs, req)
+	for _, p := range req.Pods {
 		g.pods = append(g.pods, p.Name)
 	}
-	g.deadline = deadline
+	g.deadline = req.Deadline
 	return g, nil
 }
 
-func (g *gateStarter) Wait(ctx context.Context) error {
+func (g *gateStarter) Wait(ctx context.Context, pod *corev1.Pod) error {
+	if g.covers != nil && !g.covers[pod.Name] {
+		return nil
+	}
 	select {
 	case <-g.open:
 		return nil
@@ -230,6 +252,12 @@ func (g *gateStarter) started() ([]string, time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return append([]string(nil), g.pods...), g.deadline
+}
+
+func (g *gateStarter) requests() []RunRequest {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return append([]RunRequest(nil), g.reqs...)
 }
 
 func TestRunsStartBeforeEvictionsWithTheirShareOfTheGroupBudget(t *testing.T) {
@@ -261,10 +289,49 @@ func TestRunsThatOverrunTheirShareDoNotDelayEvictions(t *testing.T) {
 	}
 }
 
+func TestPodsNoRunCoversAreEvictedWithoutWaitingForOthersRuns(t *testing.T) {
+	gate := &gateStarter{open: make(chan struct{}), covers: map[string]bool{"covered": true}}
+	h := newHarness(t, threeGroups(), time.Minute, gate, newPod("covered"), newPod("free"))
+	h.run()
+	h.logind.startShutdown()
+	h.eventually("the eviction of the pod no run covers", func() bool { _, ok := h.firstCall("free", "evict"); return ok })
+	if _, ok := h.firstCall("covered", "evict"); ok {
+		t.Fatal("the covered pod was evicted while its run was going")
+	}
+	close(gate.open)
+	h.eventually("the covered pod's eviction after its run", func() bool { _, ok := h.firstCall("covered", "evict"); return ok })
+}
+
+func TestRunRequestsNameTheShutdownAsRecordedOnTheNode(t *testing.T) {
+	gate := &gateStarter{open: make(chan struct{})}
+	close(gate.open)
+	h := newHarness(t, threeGroups(), time.Minute, gate, newPod("a"), newPod("b", withPriority(100000)))
+	h.run()
+	h.logind.startShutdown()
+	h.eventually("runs for both groups", func() bool { return len(gate.requests()) == 2 })
+	reqs := gate.requests()
+	rec, ok := Record(h.node())
+	if !ok {
+		t.Fatal("node not annotated")
+	}
+	want := ShutdownID{Node: testNode, BootID: "boot-1", Since: rec.Since}
+	for i, r := range reqs {
+		if r.Shutdown != want {
+			t.Errorf("request %d for shutdown %+v, want %+v (the node's record)", i, r.Shutdown, want)
+		}
+	}
+	if reqs[0].Group.Priority >= reqs[1].Group.Priority {
+		t.Errorf("groups requested in order %d, %d; want the lowest priority first", reqs[0].Group.Priority, reqs[1].Group.Priority)
+	}
+	if reqs[0].Shutdown.Key() == (ShutdownID{Node: testNode, BootID: "boot-2", Since: rec.Since}).Key() {
+		t.Error("the shutdown key does not depend on the boot ID")
+	}
+}
+
 func TestNoRunStarterIsReported(t *testing.T) {
 	h := newHarness(t, threeGroups(), time.Minute, nil)
 	h.run()
-	if !h.logs.contains("no termination policies configured") {
+	if !h.logs.contains("termination runs are off") {
 		t.Errorf("logs:\n%s\nwant a line saying no policies are configured", h.logs.String())
 	}
 	if evs := strings.Join(h.events(), "\n"); !strings.Contains(evs, ReasonNoPolicies) {
@@ -340,6 +407,27 @@ func TestAgentUncordonsAfterARebootOnly(t *testing.T) {
 				t.Errorf("taints %v: another taint was removed", n.Spec.Taints)
 			}
 		})
+	}
+}
+
+func TestLogindRestartReplansWithWhatTheNewLogindGrants(t *testing.T) {
+	h := newHarness(t, threeGroups(), 9*time.Second, nil, newPod("low", withGrace(30)))
+	h.run()
+	if got := testutil.ToFloat64(h.agent.metrics.budget); got != 9 {
+		t.Fatalf("budget %v s, want 9 (scaled to what logind grants)", got)
+	}
+	// The new logind grants the whole 18 s: the budgets go back to the
+	// configured ones, not a scaling of the scaled ones.
+	h.logind.restart(time.Minute)
+	h.eventually("the budgets re-planned", func() bool { return testutil.ToFloat64(h.agent.metrics.budget) == 18 })
+	h.logind.startShutdown()
+	c := func() call {
+		h.eventually("the eviction", func() bool { _, ok := h.firstCall("low", "evict"); return ok })
+		c, _ := h.firstCall("low", "evict")
+		return c
+	}()
+	if c.grace != 10 {
+		t.Errorf("evicted with %d s grace, want the configured 10 s group budget", c.grace)
 	}
 }
 

@@ -23,6 +23,18 @@ const (
 	PDBRespect PDBMode = "respect"
 )
 
+// RunsMode says whether the agent starts termination runs before evictions.
+type RunsMode string
+
+const (
+	// RunsOn starts a TerminationRun for the pods each TerminationPolicy
+	// selects, before their evictions (without the CRDs, the agent says so
+	// and evicts without runs).
+	RunsOn RunsMode = "on"
+	// RunsOff evicts without runs.
+	RunsOff RunsMode = "off"
+)
+
 // CriticalPriority is the kubelet's critical-pod threshold
 // (system-cluster-critical): pods at or above it get
 // ShutdownGracePeriodCriticalPods in the simple configuration.
@@ -31,8 +43,9 @@ const CriticalPriority int32 = 2000000000
 // Defaults for the zero values of Config.
 const (
 	DefaultPDBMode     = PDBOverride
+	DefaultRunsMode    = RunsOn
 	DefaultPDBMargin   = 2 * time.Second
-	DefaultParallelism = 32
+	DefaultParallelism = 128
 	DefaultRunShare    = 0.5
 )
 
@@ -70,6 +83,8 @@ type Config struct {
 	// RunShare is the part of a group's budget that termination runs may use
 	// before its evictions start. Zero: DefaultRunShare.
 	RunShare float64 `json:"runShare,omitempty"`
+	// TerminationRuns turns termination runs on or off. Zero: on.
+	TerminationRuns RunsMode `json:"terminationRuns,omitempty"`
 }
 
 // Group is one priority group's budget.
@@ -106,6 +121,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.RunShare == 0 {
 		c.RunShare = DefaultRunShare
+	}
+	if c.TerminationRuns == "" {
+		c.TerminationRuns = DefaultRunsMode
 	}
 	return c
 }
@@ -180,6 +198,9 @@ func (c Config) Validate() error {
 	}
 	if c.RunShare < 0 || c.RunShare > 1 {
 		errs = append(errs, fmt.Errorf("runShare %g: want a fraction between 0 and 1", c.RunShare))
+	}
+	if c.TerminationRuns != RunsOn && c.TerminationRuns != RunsOff {
+		errs = append(errs, fmt.Errorf("terminationRuns %q: want %q or %q", c.TerminationRuns, RunsOn, RunsOff))
 	}
 	return errors.Join(errs...)
 }

@@ -78,6 +78,7 @@ func TestValidateRejectsBadConfigs(t *testing.T) {
 		{"bad pdb mode", func(c *Config) { c.PDB = "ignore" }, `pdb "ignore"`},
 		{"negative margin", func(c *Config) { c.PDBMargin = dur(-time.Second) }, "pdbMargin"},
 		{"run share above 1", func(c *Config) { c.RunShare = 1.5 }, "runShare"},
+		{"bad runs mode", func(c *Config) { c.TerminationRuns = "maybe" }, `terminationRuns "maybe"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := ok

@@ -105,10 +105,12 @@ func guardedPatch(old, mod *corev1.Node) ([]byte, error) {
 
 // cordon marks the node unschedulable, adds the NoSchedule taint and
 // records both in the annotation, keeping what an earlier shutdown of the
-// same boot recorded.
-func (n nodes) cordon(ctx context.Context, now time.Time) error {
+// same boot recorded. It returns the record as written.
+func (n nodes) cordon(ctx context.Context, now time.Time) (ShutdownRecord, error) {
+	var rec ShutdownRecord
 	err := n.modify(ctx, func(node *corev1.Node) bool {
-		rec, ok := Record(node)
+		var ok bool
+		rec, ok = Record(node)
 		if !ok || rec.BootID != node.Status.NodeInfo.BootID {
 			rec = ShutdownRecord{BootID: node.Status.NodeInfo.BootID, Since: now.UTC().Truncate(time.Second)}
 		}
@@ -127,9 +129,9 @@ func (n nodes) cordon(ctx context.Context, now time.Time) error {
 		return true
 	})
 	if err != nil {
-		return fmt.Errorf("cordon node %s: %w", n.name, err)
+		return ShutdownRecord{}, fmt.Errorf("cordon node %s: %w", n.name, err)
 	}
-	return nil
+	return rec, nil
 }
 
 // uncordon undoes what the annotation says lastcall did, if when agrees:

@@ -32,7 +32,7 @@ func TestCordonPatchCarriesTheResourceVersionAndRetriesOnConflict(t *testing.T) 
 		return false, nil, nil
 	})
 	n := nodes{client: cs, name: testNode}
-	if err := n.cordon(context.Background(), time.Now()); err != nil {
+	if _, err := n.cordon(context.Background(), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if len(patches) != 2 {

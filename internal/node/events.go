@@ -9,7 +9,8 @@ import (
 	"k8s.io/client-go/tools/record"
 )
 
-// Event reasons. Node events go to the Node; pod events to each pod.
+// Event reasons. Node events go to the Node; pod events to each pod; run
+// events (ReasonRunFailed, ReasonRunTimedOut) to the TerminationRun.
 const (
 	ReasonInhibitDelay      = "NodeShutdownInhibitDelay"
 	ReasonShutdownStarted   = "NodeShutdownStarted"
@@ -17,9 +18,13 @@ const (
 	ReasonShutdownCancelled = "NodeShutdownCancelled"
 	ReasonUncordoned        = "NodeShutdownUncordoned"
 	ReasonNoPolicies        = "NodeShutdownNoPolicies"
+	ReasonRunsStarted       = "NodeShutdownRunsStarted"
+	ReasonRunsFailed        = "NodeShutdownRunsNotStarted"
 	ReasonPodEvicted        = "NodeShutdownEvicted"
 	ReasonPodOverridden     = "NodeShutdownPDBOverridden"
 	ReasonPodLeft           = "NodeShutdownLeft"
+	ReasonRunFailed         = "NodeShutdownRunFailed"
+	ReasonRunTimedOut       = "NodeShutdownRunTimedOut"
 )
 
 // EventComponent is the source of the agent's Events.

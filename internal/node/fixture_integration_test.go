@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 
 	"github.com/lastcall-dev/lastcall/internal/devcluster"
@@ -32,13 +33,11 @@ import (
 
 const kwokNode = "kwok-node-0"
 
-// fastClient is a clientset without client-side throttling worth the name,
-// as the agent's (a shutdown evicts a whole node at once).
+// fastClient is a clientset with the agent's client settings (ClientConfig),
+// as `lastcall node-agent run` makes it.
 func fastClient(t *testing.T, env *clustertest.Env) kubernetes.Interface {
 	t.Helper()
-	cfg := *env.Config
-	cfg.QPS, cfg.Burst = 100, 200
-	cs, err := kubernetes.NewForConfig(&cfg)
+	cs, err := kubernetes.NewForConfig(ClientConfig(env.Config))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,9 +263,18 @@ func (r *agentRun) groupSeconds(t *testing.T) map[string]float64 {
 	return out
 }
 
-// startAgent runs an agent for the kwok node until stop or the test's end,
-// and waits until it holds the delay lock and watches the node's pods.
+// startAgent runs an agent for the kwok node, as `lastcall node-agent run`
+// does (termination runs on, through the admin's config), until stop or the
+// test's end, and waits until it holds the delay lock and watches the
+// node's pods.
 func startAgent(t *testing.T, svc *logindtest.Service, cs kubernetes.Interface, cfg Config) *agentRun {
+	t.Helper()
+	return startAgentAs(t, svc, cs, clustertest.Cluster().Config(), cfg)
+}
+
+// startAgentAs is startAgent with runs started through restCfg (nil: no
+// RunStarter).
+func startAgentAs(t *testing.T, svc *logindtest.Service, cs kubernetes.Interface, restCfg *rest.Config, cfg Config) *agentRun {
 	t.Helper()
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
@@ -279,8 +287,16 @@ func startAgent(t *testing.T, svc *logindtest.Service, cs kubernetes.Interface, 
 	rec, stopEvents := NewRecorder(cs, kwokNode)
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
+	var runs RunStarter
+	if restCfg != nil {
+		rc, err := NewRunsClient(ClientConfig(restCfg))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runs = NewPolicyRuns(rc, PolicyRunsOptions{Recorder: rec, Metrics: m, Logger: log})
+	}
 	cfg.NodeName = kwokNode
-	a, err := NewAgent(cfg, cs, lc, Options{Recorder: rec, Metrics: m, Logger: log})
+	a, err := NewAgent(cfg, cs, lc, Options{Runs: runs, Recorder: rec, Metrics: m, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

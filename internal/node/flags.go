@@ -26,6 +26,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.PDBMargin.Duration, "pdb-margin", d.PDBMargin.Duration, "how long before a group's deadline eviction retries stop")
 	fs.IntVar(&c.Parallelism, "parallelism", d.Parallelism, "concurrent eviction and delete requests")
 	fs.Float64Var(&c.RunShare, "run-share", d.RunShare, "part of a group's budget termination runs may use before its evictions start")
+	fs.StringVar((*string)(&c.TerminationRuns), "termination-runs", string(d.TerminationRuns), "on: before a group's evictions, start a TerminationRun for the pods each TerminationPolicy selects and wait for it (up to --run-share of the group's budget); off: evict without runs")
 }
 
 // priorityList is the flag form of ShutdownGracePeriodByPodPriority:

@@ -43,7 +43,17 @@ func newFakeLogind(granted time.Duration) *fakeLogind {
 }
 
 func (f *fakeLogind) EnsureInhibitDelay(_ context.Context, want time.Duration) (logind.Delay, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	return logind.Delay{Requested: want, Before: f.granted, Granted: f.granted}, nil
+}
+
+// restart plays a logind restart after which it grants granted.
+func (f *fakeLogind) restart(granted time.Duration) {
+	f.mu.Lock()
+	f.granted = granted
+	f.mu.Unlock()
+	f.events <- logind.Event{Kind: logind.LogindRestarted}
 }
 
 func (f *fakeLogind) Events() <-chan logind.Event { return f.events }
@@ -73,6 +83,7 @@ const (
 	leaves  behaviour = iota // evicted and gone at once (exits promptly)
 	stays                    // evicted, but uses its whole grace (still there)
 	blocked                  // refused with 429, as a PDB at its minimum does
+	hangs                    // the request never returns (until the test ends)
 )
 
 // call is one eviction or delete the agent sent.
@@ -95,6 +106,8 @@ type harness struct {
 	logs   *syncBuffer
 	start  time.Time
 
+	hung chan struct{} // closed when the test ends: hanging requests return
+
 	mu    sync.Mutex
 	how   map[string]behaviour
 	calls []call
@@ -112,6 +125,7 @@ func newHarness(t *testing.T, cfg Config, granted time.Duration, runs RunStarter
 		rec:    record.NewFakeRecorder(1000),
 		logs:   &syncBuffer{},
 		how:    map[string]behaviour{},
+		hung:   make(chan struct{}),
 	}
 	h.start = h.clock.Now()
 	h.cs.PrependReactor("create", "pods", h.onEvict)
@@ -136,6 +150,7 @@ func (h *harness) run() {
 	h.done = make(chan error, 1)
 	go func() { h.done <- h.agent.Run(ctx) }()
 	h.t.Cleanup(func() {
+		close(h.hung)
 		cancel()
 		if err := <-h.done; err != nil {
 			h.t.Errorf("Run: %v", err)
@@ -161,6 +176,9 @@ func (h *harness) onEvict(action k8stesting.Action) (bool, runtime.Object, error
 	how := h.how[ev.Name]
 	h.mu.Unlock()
 	switch how {
+	case hangs:
+		<-h.hung
+		return true, nil, context.Canceled
 	case blocked:
 		return true, nil, apierrors.NewTooManyRequests("Cannot evict pod as it would violate the pod's disruption budget.", 0)
 	case stays:

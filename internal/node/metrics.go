@@ -25,6 +25,7 @@ type Metrics struct {
 	inhibitDelay  prometheus.Gauge
 	budget        prometheus.Gauge
 	shutdowns     *prometheus.CounterVec
+	runs          *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics on reg (nil: a private registry).
@@ -51,6 +52,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "lastcall_node_shutdowns_total",
 			Help: "Node shutdowns seen, by result: done, cancelled, budget_spent, failed.",
 		}, []string{"result"}),
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lastcall_node_shutdown_runs_total",
+			Help: "Termination runs started by node shutdowns, by result: succeeded, failed, timeout (still going when evictions had to start), error (not created).",
+		}, []string{"result"}),
+	}
+	for _, r := range []string{runSucceeded, runFailed, runTimeout, runError} {
+		m.runs.WithLabelValues(r)
 	}
 	for _, o := range []Outcome{OutcomeGraceful, OutcomeOverridden, OutcomeLeft} {
 		m.pods.WithLabelValues(string(o))
@@ -58,6 +66,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg == nil {
 		reg = prometheus.NewRegistry()
 	}
-	reg.MustRegister(m.pods, m.groupDuration, m.inhibitDelay, m.budget, m.shutdowns)
+	reg.MustRegister(m.pods, m.groupDuration, m.inhibitDelay, m.budget, m.shutdowns, m.runs)
 	return m
 }

@@ -5,19 +5,30 @@ package node
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
+	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/devcluster"
 	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
 	"github.com/lastcall-dev/lastcall/internal/node/logind/logindtest"
 )
 
 func TestMain(m *testing.M) {
-	clustertest.Main(m, devcluster.Options{Nodes: 1})
+	// The in-process run controller logs through controller-runtime; the
+	// tests read the agent's log only.
+	ctrllog.SetLogger(logr.Discard())
+	clustertest.Main(m, devcluster.Options{Nodes: 1},
+		clustertest.InstallCRDs("../../deploy/crds/lastcall.dev_terminationpolicies.yaml", "../../deploy/crds/lastcall.dev_terminationruns.yaml"))
 }
 
 // scenarioPod is a pod of the scenario, its group and what it must get.
@@ -69,6 +80,7 @@ func TestShutdownEvacuates110PodsByPriorityWithinBudgets(t *testing.T) {
 	env := clustertest.New(t)
 	cs := fastClient(t, env)
 	cleanNode(t, cs)
+	runs := startController(t)
 	cl := classes(t, cs, env.Namespace, 100, 10000, 1000000)
 	pods := scenario(cl)
 	if len(pods) != 110 {
@@ -87,6 +99,26 @@ func TestShutdownEvacuates110PodsByPriorityWithinBudgets(t *testing.T) {
 	createPods(t, cs, env.Namespace, specs)
 	createPDB(t, cs, env.Namespace, "guarded", 5, 5)
 	createPDB(t, cs, env.Namespace, "partial", 4, 2)
+
+	// Policies for the middle group (by selector) and the top group (by
+	// targetRef); their pods record the drain call the runs make.
+	var covered []string
+	for _, p := range pods {
+		if p.app == "mid" || p.app == "high" {
+			covered = append(covered, p.name)
+		}
+	}
+	drains := serveDrains(t, cs, env.Namespace, covered, http.StatusOK)
+	ctx := context.Background()
+	for _, obj := range []client.Object{
+		emptyDeployment(env.Namespace, "high", "high"),
+		drainPolicy(env.Namespace, "drain-mid", &metav1.LabelSelector{MatchLabels: map[string]string{"app": "mid"}}, nil),
+		drainPolicy(env.Namespace, "drain-high", nil, &v1alpha1.TargetRef{Kind: "Deployment", Name: "high"}),
+	} {
+		if err := runs.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	}
 	tl := watchTimeline(t, cs, env.Namespace)
 
 	// What `lastcall node-agent plan` prints, for the same pods.
@@ -96,6 +128,19 @@ func TestShutdownEvacuates110PodsByPriorityWithinBudgets(t *testing.T) {
 	}
 	if got := []int{len(plan.Groups[0].Pods), len(plan.Groups[1].Pods), len(plan.Groups[2].Pods)}; got[0] != 61 || got[1] != 34 || got[2] != 15 {
 		t.Errorf("plan groups hold %v pods, want [61 34 15]", got)
+	}
+	pr, err := NewRunsClient(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := NewPolicyRuns(pr, PolicyRunsOptions{}).AddPolicies(context.Background(), &plan); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods {
+		want := map[string]string{"mid": "drain-mid", "high": "drain-high"}[p.app]
+		if got := strings.Join(plan.Policies[types.NamespacedName{Namespace: env.Namespace, Name: p.name}], ","); got != want {
+			t.Errorf("plan: %s waits for runs of %q, want %q", p.name, got, want)
+		}
 	}
 	skipped := map[SkipReason]int{}
 	for _, sk := range plan.Skipped {
@@ -179,6 +224,37 @@ func TestShutdownEvacuates110PodsByPriorityWithinBudgets(t *testing.T) {
 		t.Errorf("%d partial pods were deleted at the margin, want 2 (its PDB allows 2 of 4)", overridden)
 	}
 
+	// Termination runs first: every covered pod got its drain call before
+	// its eviction, from one run per policy and group.
+	for _, name := range covered {
+		at, n := drains.get(name)
+		del, _, _, ok := tl.get(name)
+		switch {
+		case n == 0:
+			t.Errorf("%s: no drain call", name)
+		case n > 1:
+			t.Errorf("%s: %d drain calls, want 1", name, n)
+		case !ok || !at.Before(del):
+			t.Errorf("%s: drain call at +%s, eviction at +%s: want the drain first", name, at.Sub(t0), del.Sub(t0))
+		}
+	}
+	started := shutdownRuns(t, runs, env.Namespace)
+	if len(started) != 2 {
+		t.Errorf("%d shutdown runs, want 2 (one per policy; each policy covers one group)", len(started))
+	}
+	for _, r := range started {
+		if r.Spec.Trigger.Source != v1alpha1.TriggerNodeShutdown || r.Spec.Trigger.Node != kwokNode || r.Status.Phase != v1alpha1.RunSucceeded {
+			t.Errorf("run %s (policy %s): trigger %+v, phase %s; want NodeShutdown on %s, Succeeded",
+				r.Name, r.Spec.PolicyRef.Name, r.Spec.Trigger, r.Status.Phase, kwokNode)
+		}
+		if want := map[string]int{"drain-mid": 30, "drain-high": 15}[r.Spec.PolicyRef.Name]; len(r.Spec.Pods) != want {
+			t.Errorf("run %s of %s covers %d pods, want %d", r.Name, r.Spec.PolicyRef.Name, len(r.Spec.Pods), want)
+		}
+	}
+	if got := testutil.ToFloat64(run.metrics.runs.WithLabelValues(runSucceeded)); got != 2 {
+		t.Errorf("runs{succeeded} %v, want 2", got)
+	}
+
 	// Skipped pods still run; the node is cordoned and tainted by lastcall.
 	ds, err := cs.CoreV1().Pods(env.Namespace).List(context.Background(), metav1.ListOptions{LabelSelector: "app=agent-like"})
 	if err != nil || len(ds.Items) != 1 || ds.Items[0].DeletionTimestamp != nil {
@@ -205,7 +281,7 @@ func TestShutdownEvacuates110PodsByPriorityWithinBudgets(t *testing.T) {
 	for _, e := range nodeEvents(t, cs) {
 		reasons[e.Reason] = true
 	}
-	for _, r := range []string{ReasonInhibitDelay, ReasonShutdownStarted, ReasonShutdownDone} {
+	for _, r := range []string{ReasonInhibitDelay, ReasonShutdownStarted, ReasonRunsStarted, ReasonShutdownDone} {
 		if !reasons[r] {
 			t.Errorf("no %s Event on the node (have %v)", r, reasons)
 		}

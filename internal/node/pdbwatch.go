@@ -30,7 +30,7 @@ func newPDBWatch(client kubernetes.Interface) (*pdbWatch, error) {
 	inf := f.Policy().V1().PodDisruptionBudgets()
 	w := &pdbWatch{factory: f, lister: inf.Lister(), changed: map[string]chan struct{}{}}
 	poke := func(obj any) {
-		if m, err := meta(obj); err == nil {
+		if m, err := objectMeta(obj); err == nil {
 			w.poke(m.GetNamespace())
 		}
 	}
@@ -44,7 +44,7 @@ func newPDBWatch(client kubernetes.Interface) (*pdbWatch, error) {
 	return w, nil
 }
 
-func meta(obj any) (metav1.Object, error) {
+func objectMeta(obj any) (metav1.Object, error) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = d.Obj
 	}

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 )
 
@@ -35,6 +36,9 @@ type Plan struct {
 	// Groups, lowest priority first; empty groups are kept (they cost no time).
 	Groups  []PlanGroup
 	Skipped []SkippedPod
+	// Policies are, by pod, the TerminationPolicies whose runs it would
+	// wait for (PolicyRuns.AddPolicies); nil when not looked up.
+	Policies map[types.NamespacedName][]string
 }
 
 // PlanGroup is one priority group and the pods that fall into it.
@@ -146,10 +150,15 @@ func podPriority(pod *corev1.Pod) int32 {
 // seconds (left is rounded to the nearest: the API takes seconds), and at
 // least 1 s, as Karpenter clamps it.
 func graceFor(pod *corev1.Pod, left time.Duration) time.Duration {
-	own := time.Duration(defaultGraceSeconds) * time.Second
-	if pod.Spec.TerminationGracePeriodSeconds != nil {
-		own = time.Duration(*pod.Spec.TerminationGracePeriodSeconds) * time.Second
-	}
-	g := min(own, left.Round(time.Second))
+	g := min(ownGrace(pod), left.Round(time.Second))
 	return max(g, time.Second)
+}
+
+// ownGrace is the pod's terminationGracePeriodSeconds (the API's default
+// when unset).
+func ownGrace(pod *corev1.Pod) time.Duration {
+	if s := pod.Spec.TerminationGracePeriodSeconds; s != nil {
+		return time.Duration(*s) * time.Second
+	}
+	return time.Duration(defaultGraceSeconds) * time.Second
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -50,8 +51,10 @@ func TestPlanWritesOrderBudgetsAndGrace(t *testing.T) {
 		*newPod("kube-proxy", mirror()),
 		*newPod("job-done", withPhase(corev1.PodSucceeded)),
 	}
+	plan := NewPlan(testNode, groups, pods)
+	plan.Policies = map[types.NamespacedName][]string{{Namespace: "ns", Name: "web-1"}: {"drain-web", "save-sessions"}}
 	var out bytes.Buffer
-	if err := NewPlan(testNode, groups, pods).Write(&out); err != nil {
+	if err := plan.Write(&out); err != nil {
 		t.Fatal(err)
 	}
 	golden := filepath.Join("testdata", "plan.golden")

@@ -3,9 +3,11 @@ package node
 import (
 	"fmt"
 	"io"
-	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
+
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Write prints the plan for people: a summary, the groups in order with
@@ -26,14 +28,26 @@ func (p Plan) Write(w io.Writer) error {
 	}
 	fmt.Fprintln(w)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "GROUP\tNAMESPACE\tPOD\tPRIORITY\tTERMINATION GRACE\tGRACE GIVEN")
+	header := "GROUP\tNAMESPACE\tPOD\tPRIORITY\tTERMINATION GRACE\tGRACE GIVEN"
+	if p.Policies != nil {
+		header += "\tRUNS FIRST (POLICIES)"
+	}
+	fmt.Fprintln(tw, header)
 	for _, g := range p.Groups {
 		for _, pp := range g.Pods {
 			own := "30s (default)"
 			if s := pp.Pod.Spec.TerminationGracePeriodSeconds; s != nil {
 				own = (time.Duration(*s) * time.Second).String()
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", g.Priority, pp.Pod.Namespace, pp.Pod.Name, podPriority(pp.Pod), own, pp.Grace)
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s", g.Priority, pp.Pod.Namespace, pp.Pod.Name, podPriority(pp.Pod), own, pp.Grace)
+			if p.Policies != nil {
+				pols := strings.Join(p.Policies[types.NamespacedName{Namespace: pp.Pod.Namespace, Name: pp.Pod.Name}], ",")
+				if pols == "" {
+					pols = "-"
+				}
+				fmt.Fprintf(tw, "\t%s", pols)
+			}
+			fmt.Fprintln(tw)
 		}
 	}
 	if err := tw.Flush(); err != nil {
@@ -50,6 +64,3 @@ func (p Plan) Write(w io.Writer) error {
 	}
 	return tw.Flush()
 }
-
-// groupLabel is a group's metric label: its priority, bounded by the config.
-func groupLabel(g Group) string { return strconv.FormatInt(int64(g.Priority), 10) }

@@ -10,13 +10,27 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// shutdown runs one node shutdown: cordon, then the groups in order. It
-// releases the delay lock when it ends, however it ends.
-func (a *Agent) shutdown(ctx context.Context, release func() error) {
+// shutdown runs one node shutdown with groups (the configured budgets,
+// scaled to granted, what logind grants): cordon, then the groups in order. It
+// releases the delay lock when it ends, however it ends, and at the latest
+// when the total budget is spent.
+func (a *Agent) shutdown(ctx context.Context, groups []Group, granted time.Duration, release func() error) {
 	start := a.clock.Now()
-	budget := Total(a.groups)
+	budget := Total(groups)
 	ctx, cancel := withDeadline(ctx, a.clock, start.Add(budget))
 	defer cancel()
+	releaseLock := func(why string) {
+		if release == nil {
+			return
+		}
+		if err := release(); err != nil {
+			a.log.Error("node shutdown: cannot release the delay lock", "when", why, "err", err)
+		}
+	}
+	// When the budget is spent (or the shutdown is stopped) the lock goes at
+	// once, without waiting for a request that might ignore its context.
+	stopWatchdog := context.AfterFunc(ctx, func() { releaseLock("budget spent or shutdown stopped") })
+	defer stopWatchdog()
 	counts := map[Outcome]int{}
 	result := resultFailed
 	defer func() {
@@ -25,28 +39,27 @@ func (a *Agent) shutdown(ctx context.Context, release func() error) {
 			result = resultFailed
 		}
 		a.finish(start, result, counts)
-		if release != nil {
-			if err := release(); err != nil {
-				a.log.Error("node shutdown: cannot release the delay lock", "err", err)
-			}
-		}
+		releaseLock("shutdown ended")
 	}()
 
 	ref := nodeRef(a.cfg.NodeName)
-	if err := a.nodes.cordon(ctx, start); err != nil {
+	rec, err := a.nodes.cordon(ctx, start)
+	if err != nil {
 		a.log.Error("node shutdown: cordon failed; evicting anyway", "err", err)
 		a.rec.Eventf(ref, corev1.EventTypeWarning, ReasonShutdownStarted, "Cordon failed, evicting anyway: %v", err)
+		rec = ShutdownRecord{Since: start.UTC().Truncate(time.Second)}
 	}
+	sid := ShutdownID{Node: a.cfg.NodeName, BootID: rec.BootID, Since: rec.Since}
 	pods, err := a.watch.pods()
 	if err != nil {
 		a.log.Error("node shutdown: cannot list the node's pods", "err", err)
 		return // result stays failed; the lock is released
 	}
-	plan := NewPlan(a.cfg.NodeName, a.groups, pods)
-	a.log.Info("node shutdown started", "pods", plan.PodCount(), "skipped", len(plan.Skipped), "groups", len(plan.Groups), "budget", budget, "granted", a.delay.Granted)
+	plan := NewPlan(a.cfg.NodeName, groups, pods)
+	a.log.Info("node shutdown started", "pods", plan.PodCount(), "skipped", len(plan.Skipped), "groups", len(plan.Groups), "budget", budget, "granted", granted)
 	a.rec.Eventf(ref, corev1.EventTypeNormal, ReasonShutdownStarted,
 		"Shutdown started: %d pods in %d priority groups, budget %s (logind grants %s); node cordoned and tainted %s",
-		plan.PodCount(), len(plan.Groups), budget, a.delay.Granted, TaintKey)
+		plan.PodCount(), len(plan.Groups), budget, granted, TaintKey)
 	for _, g := range plan.Groups {
 		if len(g.Pods) == 0 {
 			continue // as the kubelet: an empty group costs no time
@@ -57,7 +70,7 @@ func (a *Agent) shutdown(ctx context.Context, release func() error) {
 			}
 			continue
 		}
-		a.runGroup(ctx, g, start.Add(budget), counts)
+		a.runGroup(ctx, sid, g, start.Add(budget), counts)
 	}
 	result = classify(ctx, a.clock.Now(), start.Add(budget))
 }
@@ -77,9 +90,10 @@ func (a *Agent) finish(start time.Time, result shutdownResult, counts map[Outcom
 		result, took.Round(time.Millisecond), counts[OutcomeGraceful], counts[OutcomeOverridden], counts[OutcomeLeft])
 }
 
-// runGroup starts the group's runs, evicts its pods in parallel and waits
-// until they are gone (or left) or the group's budget ends.
-func (a *Agent) runGroup(ctx context.Context, g PlanGroup, total time.Time, counts map[Outcome]int) {
+// runGroup starts the group's runs, evicts its pods in parallel (each once
+// the runs that cover it end) and waits until they are gone (or left) or the
+// group's budget ends.
+func (a *Agent) runGroup(ctx context.Context, sid ShutdownID, g PlanGroup, total time.Time, counts map[Outcome]int) {
 	start := a.clock.Now()
 	deadline := start.Add(g.Budget)
 	if total.Before(deadline) {
@@ -92,7 +106,7 @@ func (a *Agent) runGroup(ctx context.Context, g PlanGroup, total time.Time, coun
 		pods[i] = *pp.Pod
 	}
 	a.log.Info("node shutdown: group started", "group", g.Priority, "pods", len(pods), "budget", deadline.Sub(start))
-	a.runPolicies(gctx, pods, start, deadline)
+	w, runsDeadline := a.startRuns(gctx, sid, g.Group, pods, start, deadline)
 
 	results := make(chan podResult, len(pods))
 	for i := range pods {
@@ -103,6 +117,7 @@ func (a *Agent) runGroup(ctx context.Context, g PlanGroup, total time.Time, coun
 					results <- podResult{pod: pod, outcome: OutcomeLeft, err: fmt.Errorf("panic: %v", p)}
 				}
 			}()
+			a.waitRuns(gctx, w, pod, runsDeadline)
 			results <- a.evictor.evict(gctx, pod, deadline)
 		}(&pods[i])
 	}

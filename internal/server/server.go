@@ -28,6 +28,7 @@ import (
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/auth"
+	"github.com/lastcall-dev/lastcall/internal/gate"
 	"github.com/lastcall-dev/lastcall/internal/run"
 	"github.com/lastcall-dev/lastcall/internal/state"
 )
@@ -55,6 +56,7 @@ type Config struct {
 	Audience string
 
 	State StateConfig
+	Gate  GateConfig
 }
 
 // Defaults are the documented flag defaults.
@@ -76,6 +78,7 @@ var Defaults = Config{
 		Retention:      state.DefaultRetention,
 		PruneInterval:  state.DefaultPruneInterval,
 	},
+	Gate: GateConfig{MaxBodyBytes: gate.DefaultMaxBodyBytes},
 }
 
 // Scheme knows the built-in kinds and lastcall's.
@@ -126,9 +129,6 @@ func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
 	}
-	if _, err := run.NewController(mgr, run.Options{Metrics: run.NewMetrics(reg), CallbackURL: cfg.CallbackURL}); err != nil {
-		return nil, fmt.Errorf("set up run controller: %w", err)
-	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return nil, err
 	}
@@ -158,7 +158,16 @@ func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, mgr: mgr, registry: reg, Mux: http.NewServeMux(), log: log, Kube: kube, Authn: authn, Authz: authz}
-	if _, err := s.setupState(context.Background()); err != nil {
+	store, err := s.setupState(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	// After the store: saveState steps write to it in-process.
+	hc := &http.Client{}
+	if _, err := run.NewController(mgr, run.Options{Actions: s.runActions(store, hc), HTTPClient: hc, Metrics: run.NewMetrics(reg), CallbackURL: cfg.CallbackURL}); err != nil {
+		return nil, fmt.Errorf("set up run controller: %w", err)
+	}
+	if err := s.setupGate(); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -224,4 +225,93 @@ func TestClientGoneMidBodyKeepsPreviousVersion(t *testing.T) {
 		return testutil.ToFloat64(ts.metrics.requests.WithLabelValues(opPut, "400")) == 1
 	})
 	assertPreviousIntact(t, ts, dir, want)
+}
+
+// TestPutAnswersOnlyOnceTheRenameIsDurable: the version's file is renamed
+// into place, but Put (and so the 201) waits for its directory's fsync, and
+// fails when that fsync fails: an acknowledged version survives a power
+// loss. (A killed process cannot show this, since the page cache outlives
+// it; the order of the syncs is what the kernel makes durable.)
+func TestPutAnswersOnlyOnceTheRenameIsDurable(t *testing.T) {
+	store, dir := newFileStore(t)
+	entered, release := make(chan string, 1), make(chan error)
+	store.files.dirs.syncFn = func(d string) error {
+		entered <- d
+		return <-release
+	}
+	type result struct {
+		m   Meta
+		err error
+	}
+	done := make(chan result, 1)
+	put := func() {
+		m, err := store.Put(context.Background(), PutOptions{Namespace: "team-a", Key: "k", Created: time.Now()}, strings.NewReader("state"))
+		done <- result{m, err}
+	}
+	go put()
+	synced := <-entered
+	if want := filepath.Join(dir, "team-a", shard("k")); synced != want {
+		t.Fatalf("synced %s, want the version's directory %s", synced, want)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("Put returned %+v before its directory was synced", r)
+	default:
+	}
+	release <- errors.New("EIO")
+	if r := <-done; r.err == nil {
+		t.Fatalf("Put acknowledged a version whose directory sync failed: %+v", r.m)
+	}
+
+	// With the sync working, the same Put succeeds (the first use of the
+	// namespace's directories also syncs their parents).
+	go func() {
+		for range entered {
+			release <- nil
+		}
+	}()
+	go put()
+	if r := <-done; r.err != nil {
+		t.Fatal(r.err)
+	}
+	close(entered)
+}
+
+// TestTrailerChecksumIsCheckedBeforeCommit: a streamed upload can send its
+// SHA-256 after the body, as an HTTP trailer (lastcall prestop does); a
+// mismatch stores nothing, a match stores the version.
+func TestTrailerChecksumIsCheckedBeforeCommit(t *testing.T) {
+	store, dir := newFileStore(t)
+	ts := newTestServer(t, store, Options{})
+	want := putPrevious(t, ts, dir)
+	body := bytes.Repeat([]byte("t"), 2*copyBufferSize+3)
+	putTrailer := func(digest string) reply {
+		t.Helper()
+		pr, pw := io.Pipe()
+		req, err := http.NewRequest(http.MethodPut, ts.URL+"/v1/state/team-a/k", pr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		req.Trailer = http.Header{HeaderSHA256: nil}
+		go func() {
+			_, _ = pw.Write(body)
+			req.Trailer.Set(HeaderSHA256, digest) // set before the body's EOF
+			pw.Close()
+		}()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return reply{code: resp.StatusCode, body: b}
+	}
+	if r := putTrailer(sum([]byte("not the body"))); r.code != http.StatusBadRequest || r.errorBody(t).Reason != ReasonChecksumMismatch {
+		t.Fatalf("PUT with a wrong trailer: %d %s", r.code, r.body)
+	}
+	assertPreviousIntact(t, ts, dir, want)
+	if r := putTrailer(strings.ToUpper(sum(body))); r.code != http.StatusCreated || r.meta(t).SHA256 != sum(body) {
+		t.Fatalf("PUT with the right trailer: %d %s", r.code, r.body)
+	}
 }

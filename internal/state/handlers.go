@@ -36,14 +36,20 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 	if pod == "" {
 		pod = u.PodName()
 	}
-	m, err := s.store.Put(r.Context(), PutOptions{
+	opts := PutOptions{
 		Namespace:   ns,
 		Key:         key,
 		Pod:         pod,
 		ContentType: r.Header.Get("Content-Type"),
 		SHA256:      r.Header.Get(HeaderSHA256),
 		Created:     s.clock.Now(),
-	}, http.MaxBytesReader(w, r.Body, s.opts.MaxObjectBytes))
+	}
+	if _, declared := r.Trailer[http.CanonicalHeaderKey(HeaderSHA256)]; declared {
+		// A client that hashes while it streams (lastcall prestop) sends
+		// the digest after the body; it is there once the body is read.
+		opts.TrailerSHA256 = func() string { return r.Trailer.Get(HeaderSHA256) }
+	}
+	m, err := s.store.Put(r.Context(), opts, http.MaxBytesReader(w, r.Body, s.opts.MaxObjectBytes))
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -246,6 +246,11 @@ func TestMetricsCountRequestsBytesAndDurations(t *testing.T) {
 	do(t, http.MethodPost, ts.URL+"/state/save", adminToken, `{"namespace":"team-a","data":"abc"}`, nil)
 
 	m := ts.metrics
+	// A write is counted when its handler ends, after the client has its
+	// answer and the key has been pruned.
+	eventually(t, "the save to be counted", func() bool {
+		return testutil.ToFloat64(m.requests.WithLabelValues(opSave, "201")) == 1
+	})
 	for _, c := range []struct {
 		got, want float64
 		what      string

@@ -80,7 +80,11 @@ func TestObjectNamesDoNotMixKeys(t *testing.T) {
 		strings.HasPrefix(objectName("team", "a/b", v), versionsPrefix("team", "a")) {
 		t.Error("versions of a/b are listed under a")
 	}
-	for _, name := range []string{"team/a/@v/" + v + ".1a2b.tmp", "team/a", "Team/a/@v/" + v, "team/../x/@v/" + v} {
+	sh := shard("a")
+	for _, name := range []string{
+		"team/" + sh + "/a@" + v + ".1a2b.tmp", "team/" + sh + "/a", "Team/" + sh + "/a@" + v, "team/" + sh + "/../x@" + v,
+		"team/a@" + v, "team/" + sh + "/@" + v, "team/" + shard("b") + "/a@" + v, // wrong shard: not ours
+	} {
 		if _, _, _, ok := splitName(name); ok {
 			t.Errorf("splitName(%q) accepted", name)
 		}

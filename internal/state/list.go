@@ -3,9 +3,11 @@ package state
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	"gocloud.dev/blob"
@@ -48,7 +50,7 @@ const scanAttempts = 5
 func (s *Store) scan(ctx context.Context, prefix string) ([]listed, []stray, error) {
 	for attempt := 1; ; attempt++ {
 		vs, strays, err := s.scanOnce(ctx, prefix)
-		if gcerrors.Code(err) == gcerrors.NotFound && attempt < scanAttempts {
+		if (gcerrors.Code(err) == gcerrors.NotFound || errors.Is(err, errListingRaced)) && attempt < scanAttempts {
 			continue
 		}
 		return vs, strays, err
@@ -58,6 +60,15 @@ func (s *Store) scan(ctx context.Context, prefix string) ([]listed, []stray, err
 func (s *Store) scanOnce(ctx context.Context, prefix string) ([]listed, []stray, error) {
 	var out []listed
 	var strays []stray
+	if s.files != nil && strings.HasSuffix(prefix, "@") {
+		// One key on file://: a single directory read.
+		var err error
+		if out, strays, err = s.files.scanKey(prefix); err != nil {
+			return nil, nil, err
+		}
+		sortVersions(out)
+		return out, strays, nil
+	}
 	it := s.bucket.List(&blob.ListOptions{Prefix: prefix})
 	for {
 		obj, err := it.Next(ctx)
@@ -73,11 +84,15 @@ func (s *Store) scanOnce(ctx context.Context, prefix string) ([]listed, []stray,
 			strays = append(strays, stray{name: obj.Key, modTime: obj.ModTime})
 		}
 	}
-	// Newest first: version IDs sort by time.
-	slices.SortFunc(out, func(a, b listed) int {
+	sortVersions(out)
+	return out, strays, nil
+}
+
+// sortVersions orders by key, newest first: version IDs sort by time.
+func sortVersions(vs []listed) {
+	slices.SortFunc(vs, func(a, b listed) int {
 		return cmp.Or(cmp.Compare(a.ns, b.ns), cmp.Compare(a.key, b.key), cmp.Compare(b.version, a.version))
 	})
-	return out, strays, nil
 }
 
 // listVersions returns the versions of one key, newest first.

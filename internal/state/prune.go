@@ -75,11 +75,10 @@ func (s *Store) prune(ctx context.Context, vs []listed, strays []stray, p Policy
 		rank++
 	}
 	for _, st := range strays {
-		// Only fileblob's temp files inside version directories: never a
-		// foreign object that happens to share the bucket. Their age is
-		// measured on the clock that stamped them, the file system's, not
-		// the injected one.
-		if !strings.Contains(st.name, "/@v/") || !strings.HasSuffix(st.name, ".tmp") || time.Since(st.modTime) < staleTempAge {
+		// Only the temp files of versions: never a foreign object that
+		// happens to share the bucket. Their age is measured on the clock
+		// that stamped them, the file system's, not the injected one.
+		if !isTempOfVersion(st.name) || time.Since(st.modTime) < staleTempAge {
 			continue
 		}
 		if err := s.remove(ctx, st.name); err != nil {
@@ -87,4 +86,19 @@ func (s *Store) prune(ctx context.Context, vs []listed, strays []stray, p Policy
 		}
 	}
 	return deleted, nil
+}
+
+// isTempOfVersion reports whether name is a version's temp file:
+// <namespace>/<key>@<version>.<random>.tmp.
+func isTempOfVersion(name string) bool {
+	rest, ok := strings.CutSuffix(name, tempSuffix)
+	if !ok {
+		return false
+	}
+	i := strings.LastIndex(rest, ".")
+	if i < 0 {
+		return false
+	}
+	_, _, _, ok = splitName(rest[:i])
+	return ok
 }

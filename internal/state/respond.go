@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 
 	"github.com/lastcall-dev/lastcall/internal/auth"
 )
@@ -80,8 +81,16 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, code, errorBody{Error: msg, Reason: reason})
 }
 
+// writeJSON answers v with its length, so that the client has the whole
+// answer even while the handler goes on (pruning after a write).
 func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		code, b = http.StatusInternalServerError, []byte(`{"error":"Internal Server Error","reason":"Internal"}`)
+	}
+	b = append(b, '\n')
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v) // the client is gone if this fails
+	_, _ = w.Write(b) // the client is gone if this fails
 }

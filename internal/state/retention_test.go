@@ -62,17 +62,21 @@ func TestRetentionPrunesOldVersionsOnRunsSchedule(t *testing.T) {
 	put("young")
 	// A temp file abandoned by a crashed write, and the live one of an
 	// upload in progress.
-	tmpDir := filepath.Join(dir, "team-a", "young", "@v")
-	abandoned := filepath.Join(tmpDir, "20261125T060000.000000000Z-0000.17f.tmp")
-	live := filepath.Join(tmpDir, "20261127T050000.000000000Z-0000.180.tmp")
-	for _, f := range []string{abandoned, live} {
+	tmpDir := filepath.Join(dir, "team-a", shard("young"))
+	abandoned := filepath.Join(tmpDir, "young@20261125T060000.000000000Z-0000.17f0a1b2c3d4.tmp")
+	live := filepath.Join(tmpDir, "young@20261127T050000.000000000Z-0000.180a1b2c3d4e.tmp")
+	// Not a version's temp file: foreign, never removed.
+	foreign := filepath.Join(tmpDir, "notes.tmp")
+	for _, f := range []string{abandoned, live, foreign} {
 		if err := os.WriteFile(f, []byte("partial"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	old := time.Now().Add(-2 * staleTempAge)
-	if err := os.Chtimes(abandoned, old, old); err != nil {
-		t.Fatal(err)
+	for _, f := range []string{abandoned, foreign} {
+		if err := os.Chtimes(f, old, old); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -94,8 +98,10 @@ func TestRetentionPrunesOldVersionsOnRunsSchedule(t *testing.T) {
 	if n := len(versionsOf(t, store, "team-a", "young")); n != 1 {
 		t.Fatalf("young has %d versions, want 1", n)
 	}
-	if _, err := os.Stat(live); err != nil {
-		t.Fatalf("live temp file removed: %v", err)
+	for _, f := range []string{live, foreign} {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("%s removed: %v", f, err)
+		}
 	}
 	if r := do(t, http.MethodGet, ts.URL+"/v1/state/team-a/old", adminToken, nil, nil); r.code != http.StatusNotFound {
 		t.Fatalf("GET old after retention: %d", r.code)
@@ -110,4 +116,44 @@ func TestRetentionPrunesOldVersionsOnRunsSchedule(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after its context ended")
 	}
+}
+
+// TestRunPrunesWrittenKeysInTheBackground: while Run runs, a write's key is
+// pruned by Run after the answer (the client's next request does not wait
+// for it); once Run has stopped, each write prunes its key itself again.
+func TestRunPrunesWrittenKeysInTheBackground(t *testing.T) {
+	store, _ := newFileStore(t)
+	clk := testingclock.NewFakeClock(time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC))
+	ts := newTestServer(t, store, Options{Clock: clk, KeepVersions: 2})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ts.Run(ctx) }()
+	eventually(t, "Run to take written keys", func() bool {
+		ts.written.mu.Lock()
+		defer ts.written.mu.Unlock()
+		return ts.written.wake != nil
+	})
+	put := func(i int) {
+		t.Helper()
+		clk.Step(time.Minute)
+		if r := do(t, http.MethodPut, ts.URL+"/v1/state/team-a/k", adminToken, strconv.Itoa(i), nil); r.code != http.StatusCreated {
+			t.Fatalf("PUT: %d %s", r.code, r.body)
+		}
+	}
+	for i := range 5 {
+		put(i)
+	}
+	eventually(t, "Run to prune k to 2 versions", func() bool { return len(versionsOf(t, store, "team-a", "k")) == 2 })
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ts.written.add("team-a", "k") {
+		t.Fatal("a stopped Run still takes keys")
+	}
+	for i := range 3 {
+		put(10 + i)
+	}
+	eventually(t, "writes to prune k themselves", func() bool { return len(versionsOf(t, store, "team-a", "k")) == 2 })
 }

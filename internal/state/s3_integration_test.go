@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -22,54 +21,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"k8s.io/apimachinery/pkg/util/wait"
-)
 
-// minioVersion is the MinIO server module built for the S3 tests: a real
-// S3-compatible server, built from the Go module proxy with go install
-// (its go.mod has no replace directives) and run on 127.0.0.1. MinIO is
-// AGPL-3.0; it is only run as a separate test process, never linked.
-const minioVersion = "v0.0.0-20260212201848-7aac2a2c5b7c"
+	"github.com/lastcall-dev/lastcall/internal/devcluster"
+)
 
 const (
 	minioUser     = "lastcall"
 	minioPassword = "lastcall-test-secret"
 )
-
-// minioBinary returns the cached server binary, building it on first use
-// (about 10 minutes on 2 cores).
-func minioBinary(t *testing.T) string {
-	t.Helper()
-	cache, err := os.UserCacheDir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := filepath.Join(cache, "lastcall", "minio", minioVersion)
-	bin := filepath.Join(dir, "minio")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	tmp, err := os.MkdirTemp(filepath.Dir(dir), "build-")
-	if err != nil && os.MkdirAll(filepath.Dir(dir), 0o755) == nil {
-		tmp, err = os.MkdirTemp(filepath.Dir(dir), "build-")
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(tmp)
-	t.Logf("building MinIO %s (first run only, ~10 min)", minioVersion)
-	cmd := exec.Command("go", "install", "github.com/minio/minio@"+minioVersion)
-	cmd.Env = append(os.Environ(), "GOBIN="+tmp, "GOWORK=off", "GOFLAGS=-mod=mod")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build MinIO: %v\n%s", err, out)
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(filepath.Join(tmp, "minio"), bin); err != nil {
-		t.Fatal(err)
-	}
-	return bin
-}
 
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -85,7 +44,12 @@ func freePort(t *testing.T) int {
 // s3:// URL of the bucket.
 func startMinio(t *testing.T) string {
 	t.Helper()
-	bin := minioBinary(t)
+	// `make minio` builds it before the tests; a bare `go test` builds it
+	// here on first use (about 10 min), with progress on stderr.
+	bin, err := devcluster.EnsureMinio(context.Background(), devcluster.MinioOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	port := freePort(t)
 	endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
 	cmd := exec.Command(bin, "server", "--quiet", "--address", fmt.Sprintf("127.0.0.1:%d", port),
@@ -104,7 +68,7 @@ func startMinio(t *testing.T) string {
 			t.Logf("minio log:\n%s", logs.String())
 		}
 	})
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
 		resp, err := http.Get(endpoint + "/minio/health/live")
 		if err != nil {
 			return false, nil

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"net/url"
 	"os"
@@ -25,11 +26,15 @@ import (
 const DefaultURL = "file:///var/lib/lastcall/state"
 
 // Store keeps versioned objects in a gocloud.dev blob bucket, one object per
-// version named <namespace>/<key>/@v/<version>. "@" is outside the key
-// charset, so "/@v/" ends every key unambiguously ("a" and "a/b" never mix).
+// version named <namespace>/<shard>/<key>@<version>, where shard is two hex
+// digits hashed from the key. "@" is outside the key charset, so the last
+// "@" ends every key unambiguously ("a" and "a/b" never mix). On file:// the
+// shard is a directory: a pod's first save lands in one that exists (no
+// directory to create and fsync per key), and finding a key's versions
+// reads a 256th of its namespace, not all of it.
 type Store struct {
 	bucket  *blob.Bucket
-	files   *fileSync // set for file:// only
+	files   *fileStore // set for file:// only
 	buffers sync.Pool
 	// beforeCommit, if set, runs after the payload is written and synced
 	// and before it is committed: the crash tests kill the process there.
@@ -59,12 +64,11 @@ func OpenStore(ctx context.Context, rawURL string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, fmt.Errorf("open state store: %w", err)
 	}
-	if s.files, err = newFileSync(dir); err != nil {
+	if s.files, err = openFileStore(dir); err != nil {
 		return nil, fmt.Errorf("open state store: %w", err)
 	}
-	// Temp files next to their final name, so that the rename stays on one
-	// file system; no .attrs sidecars, which fileblob writes without fsync
-	// (all metadata lives in the object's footer).
+	// Reads, listings and deletes go through fileblob; writes do not (see
+	// fileStore). No .attrs sidecars: all metadata lives in the footer.
 	s.bucket, err = fileblob.OpenBucket(dir, &fileblob.Options{
 		NoTempDir:   true,
 		Metadata:    fileblob.MetadataDontWrite,
@@ -79,23 +83,36 @@ func OpenStore(ctx context.Context, rawURL string) (*Store, error) {
 // Close releases the bucket.
 func (s *Store) Close() error { return s.bucket.Close() }
 
-func objectName(ns, key, version string) string { return ns + "/" + key + "/@v/" + version }
+func objectName(ns, key, version string) string { return versionsPrefix(ns, key) + version }
 
-func versionsPrefix(ns, key string) string { return ns + "/" + key + "/@v/" }
+func versionsPrefix(ns, key string) string { return ns + "/" + shard(key) + "/" + key + "@" }
+
+// shard spreads a namespace's keys over 256 prefixes (FNV-1a, low byte).
+func shard(key string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(key))
+	const digits = "0123456789abcdef"
+	b := byte(h.Sum32())
+	return string([]byte{digits[b>>4], digits[b&0xf]})
+}
 
 // splitName parses an object name into namespace, key and version; ok is
-// false for anything else (fileblob temp files, foreign objects).
+// false for anything else (temp files, foreign objects).
 func splitName(name string) (ns, key, version string, ok bool) {
 	ns, rest, found := strings.Cut(name, "/")
 	if !found || ValidateNamespace(ns) != nil {
 		return "", "", "", false
 	}
-	i := strings.LastIndex(rest, "/@v/")
+	sh, rest, found := strings.Cut(rest, "/")
+	if !found {
+		return "", "", "", false
+	}
+	i := strings.LastIndex(rest, "@")
 	if i < 0 {
 		return "", "", "", false
 	}
-	key, version = rest[:i], rest[i+len("/@v/"):]
-	if _, err := ParseKey(key); err != nil {
+	key, version = rest[:i], rest[i+1:]
+	if _, err := ParseKey(key); err != nil || sh != shard(key) {
 		return "", "", "", false
 	}
 	if _, err := ParseVersion(version); err != nil {
@@ -115,6 +132,10 @@ type PutOptions struct {
 	// SHA256 is the payload's expected digest in hex; optional. A mismatch
 	// fails Put with ErrChecksumMismatch and stores nothing.
 	SHA256 string
+	// TrailerSHA256, if set, is called once the whole body has been read
+	// and may return the expected digest then (an HTTP trailer, sent by
+	// clients that stream and hash as they go); checked like SHA256.
+	TrailerSHA256 func() string
 	// Created is the version's time (required); its ID sorts by it.
 	Created time.Time
 }
@@ -147,11 +168,34 @@ func (o *PutOptions) validate() error {
 	return nil
 }
 
+// checkSum compares the payload's digest with the expected ones, if any.
+func (o *PutOptions) checkSum(got string) error {
+	for _, want := range []string{o.SHA256, o.trailer()} {
+		if want == "" {
+			continue
+		}
+		want = strings.ToLower(want)
+		if len(want) != 2*sha256.Size || !isLowerHex(want) {
+			return fmt.Errorf("%w: want %d hex digits", ErrInvalidChecksum, 2*sha256.Size)
+		}
+		if want != got {
+			return fmt.Errorf("%w: got %s, expected %s", ErrChecksumMismatch, got, want)
+		}
+	}
+	return nil
+}
+
+func (o *PutOptions) trailer() string {
+	if o.TrailerSHA256 == nil {
+		return ""
+	}
+	return o.TrailerSHA256()
+}
+
 // Put streams body into a new version. Nothing becomes visible unless the
 // whole body was read, its checksum matched and the object was committed:
-// on any failure the write is aborted (ctx cancelled before Close, so
-// fileblob removes its temp file and S3 aborts the upload), and the versions
-// already stored are untouched.
+// on any failure the write is aborted (the temp file removed, the S3 upload
+// aborted), and the versions already stored are untouched.
 func (s *Store) Put(ctx context.Context, opts PutOptions, body io.Reader) (Meta, error) {
 	if err := opts.validate(); err != nil {
 		return Meta{}, err
@@ -160,25 +204,18 @@ func (s *Store) Put(ctx context.Context, opts PutOptions, body io.Reader) (Meta,
 		ID: newVersion(opts.Created), Pod: opts.Pod, ContentType: opts.ContentType, Created: opts.Created.UTC(),
 	}}
 	name := objectName(m.Namespace, m.Key, m.ID)
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var tmp *os.File
-	wopts := &blob.WriterOptions{ContentType: "application/octet-stream"}
+	var w versionWriter
+	var err error
 	if s.files != nil {
-		wopts.BeforeWrite = func(as func(any) bool) error {
-			if !as(&tmp) {
-				return errors.New("fileblob did not expose its temp file")
-			}
-			return nil
-		}
+		w, err = s.files.create(name)
+	} else {
+		w, err = newBlobVersion(ctx, s.bucket, name)
 	}
-	w, err := s.bucket.NewWriter(wctx, name, wopts)
 	if err != nil {
 		return Meta{}, fmt.Errorf("write %s: %w", name, err)
 	}
 	abort := func(err error) (Meta, error) {
-		cancel()
-		_ = w.Close() // reports the cancellation; the write is gone
+		w.abort()
 		return Meta{}, err
 	}
 	h := sha256.New()
@@ -189,8 +226,8 @@ func (s *Store) Put(ctx context.Context, opts PutOptions, body io.Reader) (Meta,
 		return abort(fmt.Errorf("write %s: %w", name, err))
 	}
 	m.SHA256 = hex.EncodeToString(h.Sum(nil))
-	if opts.SHA256 != "" && opts.SHA256 != m.SHA256 {
-		return abort(fmt.Errorf("%w: got %s, expected %s", ErrChecksumMismatch, m.SHA256, opts.SHA256))
+	if err := opts.checkSum(m.SHA256); err != nil {
+		return abort(err)
 	}
 	footer, err := encodeFooter(m)
 	if err != nil {
@@ -199,23 +236,54 @@ func (s *Store) Put(ctx context.Context, opts PutOptions, body io.Reader) (Meta,
 	if _, err := w.Write(footer); err != nil {
 		return abort(fmt.Errorf("write %s: %w", name, err))
 	}
-	if tmp != nil {
-		if err := tmp.Sync(); err != nil {
-			return abort(fmt.Errorf("sync %s: %w", name, err))
-		}
+	if err := w.sync(); err != nil {
+		return abort(fmt.Errorf("sync %s: %w", name, err))
 	}
 	if s.beforeCommit != nil {
 		s.beforeCommit()
 	}
-	if err := w.Close(); err != nil {
+	if err := w.commit(); err != nil {
 		return Meta{}, fmt.Errorf("commit %s: %w", name, err)
 	}
-	if s.files != nil {
-		if err := s.files.committed(name); err != nil {
-			return Meta{}, fmt.Errorf("commit %s: %w", name, err)
-		}
-	}
 	return m, nil
+}
+
+// versionWriter receives one version's bytes. sync makes them durable,
+// commit makes the version visible (and durable), abort discards it.
+type versionWriter interface {
+	io.Writer
+	sync() error
+	commit() error
+	abort()
+}
+
+// blobVersion writes through gocloud.dev/blob: S3 (one upload, aborted
+// unless Close succeeds) and mem.
+type blobVersion struct {
+	*blob.Writer
+	cancel context.CancelFunc
+}
+
+func newBlobVersion(ctx context.Context, b *blob.Bucket, name string) (*blobVersion, error) {
+	wctx, cancel := context.WithCancel(ctx)
+	w, err := b.NewWriter(wctx, name, &blob.WriterOptions{ContentType: "application/octet-stream"})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return &blobVersion{Writer: w, cancel: cancel}, nil
+}
+
+func (v *blobVersion) sync() error { return nil } // the upload completes in Close
+
+func (v *blobVersion) commit() error {
+	defer v.cancel()
+	return v.Close()
+}
+
+func (v *blobVersion) abort() {
+	v.cancel()    // cancelled before Close: the upload is aborted
+	_ = v.Close() // reports the cancellation; the write is gone
 }
 
 // Object is an open version: its metadata and its payload.

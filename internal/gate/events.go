@@ -1,0 +1,40 @@
+package gate
+
+import (
+	"net/http"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// maxEventMessage keeps an Event's message within what the API accepts.
+const maxEventMessage = 1024
+
+// event answers POST /flagger/event: Flagger's event webhook becomes a
+// Kubernetes Event on the Canary (reason Canary<phase>) and a count in
+// lastcall_gate_flagger_events_total. It answers 202 with no body.
+func (s *Server) event(w http.ResponseWriter, r *http.Request) (string, string) {
+	p, err := s.readPayload(w, r)
+	if err != nil {
+		return s.fail(w, r, err), hookNone
+	}
+	ref, err := s.canaryRef(r.Context(), p)
+	if err != nil {
+		return s.fail(w, r, err), string(HookEvent)
+	}
+	typ := corev1.EventTypeNormal
+	if p.Metadata[MetaEventType] == corev1.EventTypeWarning {
+		typ = corev1.EventTypeWarning
+	}
+	msg := p.Metadata[MetaEventMessage]
+	if msg == "" {
+		msg = "(Flagger sent no message)"
+	}
+	if len(msg) > maxEventMessage {
+		msg = msg[:maxEventMessage]
+	}
+	phase := phaseLabel(p.Phase)
+	s.c.Recorder.Event(ref, typ, "Canary"+phase, msg)
+	s.metrics.events.WithLabelValues(typ, phase).Inc()
+	writeText(w, http.StatusAccepted, "")
+	return resultAccepted, string(HookEvent)
+}

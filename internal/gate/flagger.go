@@ -1,0 +1,123 @@
+package gate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+)
+
+// flaggerGate answers POST /flagger/gate: 200 once the revision's run lets
+// the canary go on, 403 with an Answer while it does not. The first call of
+// a revision creates the run; every later call, on any replica, is answered
+// from the informer cache.
+func (s *Server) flaggerGate(w http.ResponseWriter, r *http.Request) (string, string) {
+	p, err := s.readPayload(w, r)
+	if err != nil {
+		return s.fail(w, r, err), hookNone
+	}
+	hook, err := p.Hook(HookConfirmPromotion)
+	if err != nil {
+		return s.fail(w, r, err), hookNone
+	}
+	ctx := r.Context()
+	key := client.ObjectKey{Namespace: p.Namespace, Name: s.names.runName(p, hook)}
+	run, err := s.c.Runs.get(ctx, key.Namespace, key.Name)
+	if err == nil && run == nil {
+		run, err = s.startRun(ctx, p, hook, key.Name)
+	}
+	if err != nil {
+		return s.hold(w, r, err), string(hook)
+	}
+	return s.answer(w, ctx, run), string(hook)
+}
+
+// answer writes the gate's decision for a run.
+func (s *Server) answer(w http.ResponseWriter, ctx context.Context, run *v1alpha1.TerminationRun) string {
+	if m := s.answers.get(run); m != nil {
+		writeJSONBytes(w, m.code, m.body)
+		return m.result
+	}
+	open, a := Decide(run, s.onFailure(ctx, run))
+	m := &memoAnswer{rv: run.ResourceVersion, code: http.StatusForbidden, result: resultClosed}
+	if open {
+		m.code, m.result = http.StatusOK, resultOpen
+	}
+	var err error
+	if m.body, err = json.Marshal(a); err != nil {
+		writeJSON(w, m.code, a) // cannot happen with Answer; say so in the body
+		return m.result
+	}
+	s.answers.put(run, m)
+	writeJSONBytes(w, m.code, m.body)
+	return m.result
+}
+
+// onFailure reads the policy's gate.onFailure, only for a failed run; a
+// policy that is gone holds.
+func (s *Server) onFailure(ctx context.Context, run *v1alpha1.TerminationRun) v1alpha1.GateFailureAction {
+	if run.Status.Phase != v1alpha1.RunFailed {
+		return v1alpha1.GateHold
+	}
+	var pol v1alpha1.TerminationPolicy
+	if err := s.c.Cache.Get(ctx, client.ObjectKey{Namespace: run.Namespace, Name: run.Spec.PolicyRef.Name}, &pol, noCopy); err != nil {
+		return v1alpha1.GateHold
+	}
+	return pol.Spec.Gate.OnFailure
+}
+
+// hold answers 403 when no run could be found or started: never a 5xx,
+// which Flagger retries at once.
+func (s *Server) hold(w http.ResponseWriter, r *http.Request, err error) string {
+	a := Answer{Phase: PhaseNoRun, Message: err.Error()}
+	var b *blockedError
+	if !errors.As(err, &b) {
+		s.log.Error("gate run", "method", r.Method, "path", r.URL.Path, "err", err)
+		a.Message = "cannot start the gate run now; lastcall's log has the cause"
+	}
+	writeJSON(w, http.StatusForbidden, a)
+	if b != nil {
+		return resultClosed
+	}
+	return resultError
+}
+
+// override answers POST /flagger/gate/open and /flagger/gate/close: it
+// records who forced the gate's answer on the revision's run, and answers
+// with the gate's new decision.
+func (s *Server) override(open bool) handlerFunc {
+	action := v1alpha1.GateOverrideClosed
+	if open {
+		action = v1alpha1.GateOverrideOpen
+	}
+	return func(w http.ResponseWriter, r *http.Request) (string, string) {
+		u, p, err := s.control(w, r)
+		if err != nil {
+			return s.fail(w, r, err), hookNone
+		}
+		hook, err := p.Hook(HookConfirmPromotion)
+		if err != nil {
+			return s.fail(w, r, err), hookNone
+		}
+		ctx := r.Context()
+		// From the API server: a run created a moment ago, by this replica
+		// or another, may not be in the cache yet.
+		found, err := FindRun(ctx, s.c.APIReader, p, hook)
+		if err != nil {
+			return s.fail(w, r, err), string(hook)
+		}
+		run, err := s.store.OverrideRun(ctx, client.ObjectKeyFromObject(found), action, u.Name)
+		if err != nil {
+			return s.fail(w, r, err), string(hook)
+		}
+		s.awaitCache(ctx, run, &v1alpha1.TerminationRun{})
+		s.log.Info("gate overridden", "namespace", run.Namespace, "run", run.Name, "canary", p.Name, "action", string(action), "by", u.Name)
+		_, a := Decide(run, s.onFailure(ctx, run))
+		writeJSON(w, http.StatusOK, a)
+		return resultAccepted, string(hook)
+	}
+}

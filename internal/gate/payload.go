@@ -1,0 +1,178 @@
+package gate
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// HookType is a Flagger webhook type (spec.analysis.webhooks[].type).
+type HookType string
+
+// Flagger's webhook types (v1.36).
+const (
+	HookConfirmRollout         HookType = "confirm-rollout"
+	HookPreRollout             HookType = "pre-rollout"
+	HookRollout                HookType = "rollout"
+	HookConfirmTrafficIncrease HookType = "confirm-traffic-increase"
+	HookConfirmPromotion       HookType = "confirm-promotion"
+	HookPostRollout            HookType = "post-rollout"
+	HookRollback               HookType = "rollback"
+	HookEvent                  HookType = "event"
+)
+
+var knownHooks = map[HookType]bool{
+	HookConfirmRollout: true, HookPreRollout: true, HookRollout: true, HookConfirmTrafficIncrease: true,
+	HookConfirmPromotion: true, HookPostRollout: true, HookRollback: true, HookEvent: true,
+}
+
+// Metadata keys the gate reads from a webhook's metadata map.
+const (
+	// MetaPolicy names the TerminationPolicy (in the canary's namespace) a
+	// gate run uses; without it the policy covering <target>-primary is used.
+	MetaPolicy = "policy"
+	// MetaType is the hook type: Flagger's payload does not carry it.
+	MetaType = "type"
+	// MetaTarget is the canary's target workload name, when the Canary
+	// object cannot be read (default: the canary's name).
+	MetaTarget = "target"
+	// MetaRun names the gate run an override applies to (overrides only).
+	MetaRun = "run"
+	// MetaEventMessage and MetaEventType are set by Flagger on event hooks.
+	MetaEventMessage = "eventMessage"
+	MetaEventType    = "eventType"
+)
+
+// Payload is the JSON body Flagger POSTs to every webhook: the canary's
+// name, namespace and phase, the checksum of the revision being rolled out,
+// and the webhook's metadata. Unknown fields are ignored.
+type Payload struct {
+	Name      string `json:"name"`
+	Namespace string `json:"namespace"`
+	Phase     string `json:"phase,omitempty"`
+	Checksum  string `json:"checksum,omitempty"`
+	// Type is not sent by Flagger v1.36; it is honoured when a caller sends
+	// it, before metadata.type.
+	Type     HookType          `json:"type,omitempty"`
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+// ErrInvalidPayload wraps every reason DecodePayload and Payload.Hook refuse
+// a body; the handlers answer it with 400.
+var ErrInvalidPayload = errors.New("invalid payload")
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrInvalidPayload, fmt.Sprintf(format, args...))
+}
+
+// DecodePayload parses and checks a webhook body: it must be one JSON object
+// with a canary name (a Kubernetes object name) and namespace.
+func DecodePayload(body []byte) (Payload, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return Payload{}, invalid("empty body: send Flagger's JSON payload")
+	}
+	p, ok := fastDecode(body)
+	if !ok {
+		p = Payload{}
+		if err := json.Unmarshal(body, &p); err != nil {
+			return Payload{}, invalid("%s", jsonError(err))
+		}
+	}
+	if p.Name == "" || p.Namespace == "" {
+		return Payload{}, invalid("name and namespace of the canary are required")
+	}
+	// The cheap checks first: they run on every call of a hot endpoint, and
+	// the validation package's regular expressions cost more than the rest
+	// of the decoding; it still words the refusal.
+	if !isDNS1123Subdomain(p.Name) {
+		return Payload{}, invalid("name %q: %s", p.Name, strings.Join(validation.IsDNS1123Subdomain(p.Name), "; "))
+	}
+	if !isDNS1123Label(p.Namespace) {
+		return Payload{}, invalid("namespace %q: %s", p.Namespace, strings.Join(validation.IsDNS1123Label(p.Namespace), "; "))
+	}
+	return p, nil
+}
+
+// isDNS1123Label is validation.IsDNS1123Label without the regexp: at most
+// 63 characters of [a-z0-9-], starting and ending alphanumeric.
+func isDNS1123Label(s string) bool {
+	if len(s) == 0 || len(s) > validation.DNS1123LabelMaxLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case c == '-' && i > 0 && i < len(s)-1:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// isDNS1123Subdomain is validation.IsDNS1123Subdomain without the regexp:
+// at most 253 characters, dot-separated labels of the form above (each
+// label's length is bounded only by the whole's, as there).
+func isDNS1123Subdomain(s string) bool {
+	if len(s) == 0 || len(s) > validation.DNS1123SubdomainMaxLength {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if len(label) == 0 {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			switch {
+			case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+			case c == '-' && i > 0 && i < len(label)-1:
+			default:
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// jsonError says what was wrong with a body without echoing all of it.
+func jsonError(err error) string {
+	var typeErr *json.UnmarshalTypeError
+	var syntaxErr *json.SyntaxError
+	switch {
+	case errors.As(err, &typeErr):
+		if typeErr.Field == "" {
+			return "the body must be a JSON object"
+		}
+		return fmt.Sprintf("field %s must be a %s, not a JSON %s", typeErr.Field, typeErr.Type, typeErr.Value)
+	case errors.As(err, &syntaxErr):
+		return fmt.Sprintf("malformed JSON at byte %d: %v", syntaxErr.Offset, err)
+	}
+	return "malformed JSON: " + err.Error()
+}
+
+// Hook returns the hook type the caller declared (the type field, else
+// metadata.type), or def when it declared none.
+func (p Payload) Hook(def HookType) (HookType, error) {
+	h := p.Type
+	if h == "" {
+		h = HookType(p.Metadata[MetaType])
+	}
+	if h == "" {
+		return def, nil
+	}
+	if !knownHooks[h] {
+		return "", invalid("unknown hook type %q", h)
+	}
+	return h, nil
+}
+
+// nn is the canary's key, which is also its Gate's.
+func (p Payload) nn() types.NamespacedName {
+	return types.NamespacedName{Namespace: p.Namespace, Name: p.Name}
+}

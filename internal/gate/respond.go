@@ -1,0 +1,108 @@
+package gate
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/lastcall-dev/lastcall/internal/auth"
+)
+
+// errorBody is the JSON shape of every error, as for all of lastcall's APIs.
+type errorBody struct {
+	Error  string `json:"error"`
+	Reason string `json:"reason"`
+}
+
+// Reasons for errors that are not about credentials (see auth for those).
+const (
+	ReasonInvalidPayload   = "InvalidPayload"
+	ReasonMethodNotAllowed = "MethodNotAllowed"
+	ReasonTooLarge         = "TooLarge"
+	ReasonNotFound         = "NotFound"
+	ReasonInternal         = "Internal"
+)
+
+// Results label lastcall_gate_decisions_total.
+const (
+	resultOpen     = "open"     // a check passed (200)
+	resultClosed   = "closed"   // a check held the canary (403)
+	resultAccepted = "accepted" // a control request or event was applied
+	resultInvalid  = "invalid"  // bad input (400, 404, 413)
+	resultDenied   = "denied"   // no or bad credentials (401, 403)
+	resultError    = "error"    // the server could not answer (5xx)
+)
+
+var (
+	errNotPost         = errors.New("send POST with Flagger's JSON payload")
+	errNotFound        = errors.New("not found")
+	errAuthUnavailable = errors.New("cannot check credentials now")
+)
+
+// statusFor maps an error to its status code, reason and metrics result.
+func statusFor(err error) (code int, reason, result string) {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.Is(err, errAuthUnavailable):
+		return http.StatusServiceUnavailable, auth.ReasonAuthUnavailable, resultError
+	case auth.IsRejection(err):
+		code, reason = auth.StatusFor(err)
+		return code, reason, resultDenied
+	case errors.As(err, &tooLarge):
+		return http.StatusRequestEntityTooLarge, ReasonTooLarge, resultInvalid
+	case errors.Is(err, errNotPost):
+		return http.StatusBadRequest, ReasonMethodNotAllowed, resultInvalid
+	case errors.Is(err, ErrInvalidPayload), apierrors.IsInvalid(err):
+		return http.StatusBadRequest, ReasonInvalidPayload, resultInvalid
+	case errors.Is(err, errNotFound):
+		return http.StatusNotFound, ReasonNotFound, resultInvalid
+	}
+	return http.StatusInternalServerError, ReasonInternal, resultError
+}
+
+// fail answers err as JSON and returns the metrics result. Server-side
+// failures are logged and answered without their detail.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) string {
+	code, reason, result := statusFor(err)
+	msg := err.Error()
+	switch {
+	case code == http.StatusUnauthorized:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="lastcall"`)
+	case code == http.StatusBadRequest && reason == ReasonMethodNotAllowed:
+		w.Header().Set("Allow", http.MethodPost)
+	case code >= 500:
+		s.log.Error("gate request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		msg = http.StatusText(code)
+	}
+	writeJSON(w, code, errorBody{Error: msg, Reason: reason})
+	return result
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // only our own plain structs are written
+		code, b = http.StatusInternalServerError, []byte(`{"error":"encode answer","reason":"Internal"}`)
+	}
+	writeJSONBytes(w, code, b)
+}
+
+func writeJSONBytes(w http.ResponseWriter, code int, b []byte) {
+	w.Header()["Content-Type"] = jsonContentType
+	w.WriteHeader(code)
+	_, _ = w.Write(b) // the client is gone if this fails
+}
+
+// jsonContentType is shared to spare an allocation per answer.
+var jsonContentType = []string{"application/json"}
+
+// writeText answers like flagger-loadtester: a plain word, with the content
+// type net/http sniffs for it.
+func writeText(w http.ResponseWriter, code int, body string) {
+	w.WriteHeader(code)
+	if body != "" {
+		_, _ = io.WriteString(w, body)
+	}
+}

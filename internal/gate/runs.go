@@ -1,0 +1,229 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+	"github.com/lastcall-dev/lastcall/internal/run"
+)
+
+// Labels on gate runs, for `kubectl get terminationruns -l`.
+const (
+	LabelCanary = "lastcall.dev/canary"
+	LabelHook   = "lastcall.dev/hook"
+)
+
+// RunName is the name of the gate run for one canary revision (checksum),
+// hook type and explicit policy: the same for every call, replica and
+// restart, so that creating it twice fails instead of starting a second run.
+func RunName(p Payload, hook HookType) string {
+	return run.DeterministicName(p.Name+"-gate", p.Namespace, p.Name, p.Checksum, string(hook), p.Metadata[MetaPolicy])
+}
+
+// blockedError says why no run can be started; the gate holds and tells
+// Flagger what to fix.
+type blockedError struct{ msg string }
+
+func (e *blockedError) Error() string { return e.msg }
+
+func blocked(format string, args ...any) error {
+	return &blockedError{msg: fmt.Sprintf(format, args...)}
+}
+
+// startRun creates the gate run for a revision from the policy that covers
+// the canary's primary pods, or returns the run another call created first.
+func (s *Server) startRun(ctx context.Context, p Payload, hook HookType, name string) (*v1alpha1.TerminationRun, error) {
+	policy, err := s.resolvePolicy(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	pods, err := run.PolicyPods(ctx, s.c.Cache, policy)
+	if err != nil {
+		return nil, blocked("policy %s: %v", policy.Name, err)
+	}
+	reason := fmt.Sprintf("Flagger %s hook of canary %s/%s, revision %s", hook, p.Namespace, p.Name, p.Checksum)
+	r := run.NewRun(policy, name, pods, v1alpha1.Trigger{Source: v1alpha1.TriggerGate, Reason: reason,
+		Canary: &v1alpha1.CanaryRef{Name: p.Name, Namespace: p.Namespace, Checksum: p.Checksum, HookType: string(hook)}})
+	if len(validation.IsValidLabelValue(p.Name)) == 0 {
+		r.Labels[LabelCanary] = p.Name
+	}
+	r.Labels[LabelHook] = string(hook)
+	err = s.c.Client.Create(ctx, r)
+	if apierrors.IsAlreadyExists(err) {
+		// Another replica or an earlier call won; our cache has not seen it.
+		if err := s.c.APIReader.Get(ctx, client.ObjectKeyFromObject(r), r); err != nil {
+			return nil, fmt.Errorf("read run %s/%s: %w", r.Namespace, r.Name, err)
+		}
+		return r, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("create run %s/%s: %w", r.Namespace, r.Name, err)
+	}
+	s.metrics.runs.WithLabelValues(string(hook)).Inc()
+	s.log.Info("gate run started", "namespace", r.Namespace, "run", r.Name, "canary", p.Name, "hook", string(hook), "checksum", p.Checksum, "pods", len(pods))
+	return r, nil
+}
+
+// resolvePolicy finds the policy of a gate run: metadata.policy, else the
+// one policy in the canary's namespace whose targetRef names the primary
+// workload or whose selector matches the primary's pods.
+func (s *Server) resolvePolicy(ctx context.Context, p Payload) (*v1alpha1.TerminationPolicy, error) {
+	if name := p.Metadata[MetaPolicy]; name != "" {
+		var pol v1alpha1.TerminationPolicy
+		err := s.c.Cache.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: name}, &pol)
+		if apierrors.IsNotFound(err) {
+			return nil, blocked("metadata.policy names TerminationPolicy %s, which does not exist in %s", name, p.Namespace)
+		}
+		return &pol, err
+	}
+	kind, target, err := s.target(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	primary := target + "-primary"
+	var list v1alpha1.TerminationPolicyList
+	if err := s.c.Cache.List(ctx, &list, client.InNamespace(p.Namespace)); err != nil {
+		return nil, fmt.Errorf("list policies in %s: %w", p.Namespace, err)
+	}
+	var podLabels labels.Set // the primary's pod template labels, read once if needed
+	var matches []*v1alpha1.TerminationPolicy
+	for i := range list.Items {
+		pol := &list.Items[i]
+		if ref := pol.Spec.TargetRef; ref != nil {
+			if ref.Name == primary && (kind == "" || ref.Kind == kind) {
+				matches = append(matches, pol)
+			}
+			continue
+		}
+		if pol.Spec.Selector == nil {
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(pol.Spec.Selector)
+		if err != nil {
+			continue // the API server validated it; nothing it can match
+		}
+		if podLabels == nil {
+			if podLabels, err = s.templateLabels(ctx, p.Namespace, kind, primary); err != nil {
+				return nil, err
+			}
+		}
+		if sel.Matches(podLabels) {
+			matches = append(matches, pol)
+		}
+	}
+	switch len(matches) {
+	case 0:
+		return nil, blocked("no TerminationPolicy in %s covers %s (a targetRef to it or a selector matching its pods): create one or set metadata.policy", p.Namespace, primary)
+	case 1:
+		return matches[0], nil
+	}
+	names := make([]string, len(matches))
+	for i, m := range matches {
+		names[i] = m.Name
+	}
+	sort.Strings(names)
+	return nil, blocked("policies %s all cover %s: set metadata.policy", strings.Join(names, ", "), primary)
+}
+
+// target is the canary's target workload: metadata.target, the Canary's
+// spec.targetRef, or (without Flagger's CRD) the canary's own name.
+func (s *Server) target(ctx context.Context, p Payload) (kind, name string, err error) {
+	if t := p.Metadata[MetaTarget]; t != "" {
+		return "", t, nil
+	}
+	if s.c.Canaries == nil {
+		return "", p.Name, nil
+	}
+	kind, name, err = s.c.Canaries.Target(ctx, p.Namespace, p.Name)
+	if errors.Is(err, errNoCanary) {
+		return "", "", blocked("%v: the gate starts runs only for existing canaries", err)
+	}
+	return kind, name, err
+}
+
+// templateLabels reads the pod template labels of the primary workload.
+func (s *Server) templateLabels(ctx context.Context, ns, kind, name string) (labels.Set, error) {
+	key := client.ObjectKey{Namespace: ns, Name: name}
+	var err error
+	var tmpl map[string]string
+	if kind == "DaemonSet" {
+		var ds appsv1.DaemonSet
+		err = s.c.Cache.Get(ctx, key, &ds)
+		tmpl = ds.Spec.Template.Labels
+	} else {
+		var d appsv1.Deployment
+		err = s.c.Cache.Get(ctx, key, &d)
+		tmpl = d.Spec.Template.Labels
+	}
+	if apierrors.IsNotFound(err) {
+		return nil, blocked("the primary workload %s/%s does not exist (yet): Flagger creates it when it initializes the canary", ns, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s/%s: %w", ns, name, err)
+	}
+	return labels.Set(tmpl), nil
+}
+
+// FindRun returns the gate run an override applies to: metadata.run when
+// set; the run of the payload's checksum when it has one; else the newest
+// gate run of the canary for the hook type.
+func FindRun(ctx context.Context, r client.Reader, p Payload, hook HookType) (*v1alpha1.TerminationRun, error) {
+	var out v1alpha1.TerminationRun
+	if name := p.Metadata[MetaRun]; name != "" || p.Checksum != "" {
+		if name == "" {
+			name = RunName(p, hook)
+		}
+		if err := r.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: name}, &out); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil, fmt.Errorf("%w: no gate run %s in %s", errNotFound, name, p.Namespace)
+			}
+			return nil, err
+		}
+		return &out, nil
+	}
+	runs, err := GateRuns(ctx, r, p.Namespace, p.Name)
+	if err != nil {
+		return nil, err
+	}
+	for i := range runs {
+		if runs[i].Spec.Trigger.Canary.HookType == string(hook) {
+			return &runs[i], nil
+		}
+	}
+	return nil, fmt.Errorf("%w: canary %s/%s has no %s gate run", errNotFound, p.Namespace, p.Name, hook)
+}
+
+// GateRuns lists the gate runs of a canary (all canaries when canary is
+// empty) in a namespace, newest first.
+func GateRuns(ctx context.Context, r client.Reader, namespace, canary string) ([]v1alpha1.TerminationRun, error) {
+	var list v1alpha1.TerminationRunList
+	if err := r.List(ctx, &list, client.InNamespace(namespace)); err != nil {
+		return nil, fmt.Errorf("list runs in %s: %w", namespace, err)
+	}
+	var out []v1alpha1.TerminationRun
+	for _, run := range list.Items {
+		c := run.Spec.Trigger.Canary
+		if run.Spec.Trigger.Source == v1alpha1.TriggerGate && c != nil && c.Namespace == namespace && (canary == "" || c.Name == canary) {
+			out = append(out, run)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		ti, tj := out[i].CreationTimestamp, out[j].CreationTimestamp
+		if !ti.Equal(&tj) {
+			return tj.Before(&ti)
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out, nil
+}

@@ -1,0 +1,238 @@
+package gate
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+	"github.com/lastcall-dev/lastcall/internal/auth"
+)
+
+// Defaults for Options.
+const (
+	DefaultMaxBodyBytes = 64 << 10
+	DefaultCacheWait    = 5 * time.Second
+)
+
+// RBAC a caller needs for the control endpoints (open, close, overrides):
+// ControlVerb on ControlResource in the canary's namespace, for the object
+// named after the canary.
+const (
+	ControlVerb     = "update"
+	ControlResource = "gates"
+)
+
+// Options configures New. The zero value means the defaults.
+type Options struct {
+	// MaxBodyBytes limits a request body; default 64 KiB (413 beyond).
+	MaxBodyBytes int64
+	// CacheWait bounds how long a control request waits for this replica's
+	// cache to show its own write, so that a check that follows it on the
+	// same replica sees it; default 5 s.
+	CacheWait time.Duration
+	// Clock stamps overrides; default real time.
+	Clock clock.PassiveClock
+	// Logger receives server-side failures; default slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the lastcall_gate_* metrics; nil registers none.
+	Registerer prometheus.Registerer
+}
+
+// clients are how the gate reaches the cluster.
+type clients struct {
+	// Cache is informer-backed: every check is answered from it.
+	Cache client.Reader
+	// Client creates runs and gates and writes overrides.
+	Client client.Client
+	// APIReader reads from the API server: read-modify-write, and a run
+	// another replica has just created.
+	APIReader client.Reader
+	// Recorder turns Flagger's events into Kubernetes Events.
+	Recorder record.EventRecorder
+	// Canaries are Flagger's Canary objects; nil when Flagger's CRD is not
+	// installed (the canary's name is then taken as its target's).
+	Canaries *canaries
+	// Gates and Runs answer the checks, from the cache.
+	Gates lookup[v1alpha1.Gate]
+	Runs  lookup[v1alpha1.TerminationRun]
+}
+
+// Server serves the gate endpoints.
+type Server struct {
+	c       clients
+	store   Store
+	authn   *auth.Authenticator
+	authz   *auth.Authorizer
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+	bufs    sync.Pool
+	answers answerMemo
+	names   nameMemo
+}
+
+// newServer returns a Server. It panics if the metrics cannot be registered
+// (a duplicate registration is a wiring bug).
+func newServer(c clients, authn *auth.Authenticator, authz *auth.Authorizer, opts Options) *Server {
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.CacheWait <= 0 {
+		opts.CacheWait = DefaultCacheWait
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Server{
+		c:       c,
+		store:   Store{Client: c.Client, Reader: c.APIReader, Clock: opts.Clock},
+		authn:   authn,
+		authz:   authz,
+		opts:    opts,
+		log:     opts.Logger,
+		metrics: newMetrics(opts.Registerer),
+		bufs:    sync.Pool{New: func() any { return new(bytes.Buffer) }},
+	}
+}
+
+// Register mounts the endpoints on mux. Every endpoint but approve and halt
+// reads Flagger's payload and answers anything but POST with 400, as
+// flagger-loadtester does for a body-less GET.
+func (s *Server) Register(mux *http.ServeMux) {
+	post := func(path string, h handlerFunc) {
+		mux.Handle(http.MethodPost+" "+path, s.handle(path, h))
+		mux.Handle(path, s.handle(path, s.notPost))
+	}
+	post("/flagger/gate", s.flaggerGate)
+	post("/flagger/gate/open", s.override(true))
+	post("/flagger/gate/close", s.override(false))
+	post("/flagger/event", s.event)
+	post("/gate/check", s.check(SwitchGate))
+	post("/gate/open", s.set(SwitchGate, true))
+	post("/gate/close", s.set(SwitchGate, false))
+	post("/rollback/check", s.check(SwitchRollback))
+	post("/rollback/open", s.set(SwitchRollback, true))
+	post("/rollback/close", s.set(SwitchRollback, false))
+	// The loadtester answers these two to any method without reading anything.
+	mux.Handle("/gate/approve", s.handle("/gate/approve", s.fixed(http.StatusOK, "OK", resultOpen)))
+	mux.Handle("/gate/halt", s.handle("/gate/halt", s.fixed(http.StatusForbidden, "Forbidden", resultClosed)))
+}
+
+// handlerFunc answers a request and returns its metrics labels.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) (result string, hook string)
+
+// handle times a handler and counts its decision.
+func (s *Server) handle(endpoint string, h handlerFunc) http.Handler {
+	duration := s.metrics.duration.WithLabelValues(endpoint)
+	decisions := s.metrics.decisions.MustCurryWith(prometheus.Labels{"endpoint": endpoint})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		result, hook := h(w, r)
+		duration.Observe(time.Since(start).Seconds())
+		decisions.WithLabelValues(result, hook).Inc()
+	})
+}
+
+func (s *Server) notPost(w http.ResponseWriter, r *http.Request) (string, string) {
+	return s.fail(w, r, fmt.Errorf("%s %s: %w", r.Method, r.URL.Path, errNotPost)), hookNone
+}
+
+func (s *Server) fixed(code int, body, result string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) (string, string) {
+		writeText(w, code, body)
+		return result, hookNone
+	}
+}
+
+// hookNone labels requests that carry no hook type.
+const hookNone = "none"
+
+// hookLabel is the hook a loadtester-style request declares, for metrics
+// only: those endpoints never refuse an unknown one, as the loadtester
+// ignores metadata.
+func hookLabel(p Payload) string {
+	h, err := p.Hook("")
+	switch {
+	case err != nil:
+		return "other"
+	case h == "":
+		return hookNone
+	}
+	return string(h)
+}
+
+// readPayload reads and decodes a POSTed payload within the size limit.
+func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) (Payload, error) {
+	if r.ContentLength > s.opts.MaxBodyBytes {
+		return Payload{}, &http.MaxBytesError{Limit: s.opts.MaxBodyBytes}
+	}
+	buf := s.bufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	defer s.bufs.Put(buf)
+	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return Payload{}, err
+		}
+		return Payload{}, invalid("read body: %v", err)
+	}
+	return DecodePayload(buf.Bytes())
+}
+
+// authenticate checks the bearer token before any body is read; a failure
+// to reach the API server answers 503 rather than 401.
+func (s *Server) authenticate(r *http.Request) (auth.User, error) {
+	u, err := s.authn.Authenticate(r)
+	if err != nil && !auth.IsRejection(err) {
+		return u, fmt.Errorf("%w: %w", errAuthUnavailable, err)
+	}
+	return u, err
+}
+
+// authorize lets the static token do anything, and anyone else what a
+// SubjectAccessReview for ControlVerb on the canary's Gate allows.
+func (s *Server) authorize(ctx context.Context, u auth.User, p Payload) error {
+	if u.IsAdmin() {
+		return nil
+	}
+	if s.authz == nil {
+		return fmt.Errorf("%w: %s may not %s %s", auth.ErrForbidden, u.Name, ControlVerb, ControlResource)
+	}
+	err := s.authz.Authorize(ctx, u, auth.Attributes{Verb: ControlVerb, Resource: ControlResource, Namespace: p.Namespace, Name: p.Name})
+	if err != nil && !auth.IsRejection(err) {
+		return fmt.Errorf("%w: %w", errAuthUnavailable, err)
+	}
+	return err
+}
+
+// control authenticates, reads the payload and authorizes: the common start
+// of every control endpoint.
+func (s *Server) control(w http.ResponseWriter, r *http.Request) (auth.User, Payload, error) {
+	u, err := s.authenticate(r)
+	if err != nil {
+		return u, Payload{}, err
+	}
+	p, err := s.readPayload(w, r)
+	if err != nil {
+		return u, p, err
+	}
+	return u, p, s.authorize(r.Context(), u, p)
+}
+
+// noCopy reads cached objects without a deep copy: handlers only read them.
+var noCopy = &client.GetOptions{UnsafeDisableDeepCopy: ptr.To(true)}

@@ -1,0 +1,62 @@
+package gate
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+	"github.com/lastcall-dev/lastcall/internal/auth"
+)
+
+// New builds a Server on a controller-runtime manager: its cache answers
+// checks and its client writes. The informers the checks read are started
+// with the manager (so /readyz covers them) rather than on the first call.
+// Flagger's Canary kind is used only if the API server knows it now.
+func New(mgr manager.Manager, authn *auth.Authenticator, authz *auth.Authorizer, opts Options) (*Server, error) {
+	c := clients{
+		Cache:     mgr.GetCache(),
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorderFor("lastcall-gate"),
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	log := opts.Logger
+	informers := []client.Object{&v1alpha1.TerminationRun{}, &v1alpha1.Gate{}}
+	_, err := mgr.GetRESTMapper().RESTMapping(CanaryGVK.GroupKind(), CanaryGVK.Version)
+	switch {
+	case err == nil:
+		c.Canaries = &canaries{Cache: mgr.GetCache(), APIReader: mgr.GetAPIReader()}
+		m := &metav1.PartialObjectMetadata{}
+		m.SetGroupVersionKind(CanaryGVK)
+		informers = append(informers, m)
+	case meta.IsNoMatchError(err):
+		log.Info("Flagger's Canary kind is not installed: gate runs take the canary's name as its target's")
+	default:
+		// Not knowing would silently skip the canary checks: fail instead.
+		return nil, fmt.Errorf("look up Flagger's Canary kind: %w", err)
+	}
+	for _, obj := range informers {
+		_, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false))
+		if meta.IsNoMatchError(err) {
+			// The gates.lastcall.dev CRD is missing: manual gates hold
+			// (403) until it is applied.
+			log.Error("CRD not installed; apply deploy/crds", "kind", fmt.Sprintf("%T", obj), "err", err)
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("informer for %T: %w", obj, err)
+		}
+	}
+	c.Gates = lookupFor[v1alpha1.Gate](mgr)
+	c.Runs = lookupFor[v1alpha1.TerminationRun](mgr)
+	return newServer(c, authn, authz, opts), nil
+}

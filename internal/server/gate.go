@@ -1,0 +1,26 @@
+package server
+
+import (
+	"github.com/lastcall-dev/lastcall/internal/gate"
+)
+
+// GateConfig configures the Flagger gate.
+type GateConfig struct {
+	// MaxBodyBytes limits a webhook body (413 beyond).
+	MaxBodyBytes int64
+}
+
+// setupGate mounts the Flagger gate and the loadtester-compatible manual
+// gates on the API mux. Every replica answers them from its own cache.
+func (s *Server) setupGate() error {
+	g, err := gate.New(s.mgr, s.Authn, s.Authz, gate.Options{
+		MaxBodyBytes: s.cfg.Gate.MaxBodyBytes,
+		Logger:       s.log.With("component", "gate"),
+		Registerer:   s.registry,
+	})
+	if err != nil {
+		return err
+	}
+	g.Register(s.Mux)
+	return nil
+}

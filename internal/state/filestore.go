@@ -1,0 +1,177 @@
+package state
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// fileStore writes file:// versions itself rather than through fileblob,
+// whose writer renames its temp file into place but never fsyncs: after a
+// power loss the renamed file could be empty or short, and an acknowledged
+// version could vanish with its directory entry. Each version is written
+// to a temp file next to its final name, fsync'd, renamed, and the
+// directory fsync'd (shared by the writers of that directory, see
+// dirSyncer) before Put returns; the first time a directory is used, every
+// directory up to the root is fsync'd too, since MkdirAll may have just
+// created them. Reads, listings and deletes go through fileblob.
+type fileStore struct {
+	root string
+	dirs dirSyncer
+
+	mu      sync.Mutex
+	durable map[string]bool // directories whose own entry is known synced
+}
+
+func openFileStore(root string) (*fileStore, error) {
+	f := &fileStore{root: root, durable: map[string]bool{}}
+	// The root may have just been created: make its entry durable too.
+	if err := syncDir(filepath.Dir(root)); err != nil {
+		return nil, err
+	}
+	return f, syncDir(root)
+}
+
+// tempSuffix ends the name of a version being written; such files are never
+// listed as versions, and Run removes them once a crash has left them.
+const tempSuffix = ".tmp"
+
+// writeBehind is how much of a version is written before its writeback is
+// started (see startWriteback); small saves never reach it.
+const writeBehind = 8 << 20
+
+// fileVersion is a version being written to a temp file.
+type fileVersion struct {
+	*os.File
+	store            *fileStore
+	final            string
+	written, flushed int64 // bytes written, and handed to writeback
+}
+
+func (v *fileVersion) Write(p []byte) (int, error) {
+	n, err := v.File.Write(p)
+	v.written += int64(n)
+	if v.written-v.flushed >= writeBehind {
+		startWriteback(v.File, v.flushed, v.written-v.flushed)
+		v.flushed = v.written
+	}
+	return n, err
+}
+
+// create opens a temp file for object name, next to its final place so
+// that the rename stays within one directory.
+func (f *fileStore) create(name string) (*fileVersion, error) {
+	final := filepath.Join(f.root, filepath.FromSlash(name))
+	if err := os.MkdirAll(filepath.Dir(final), 0o750); err != nil {
+		return nil, err
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:]) // crypto/rand.Read never fails (Go 1.24+)
+	tmp, err := os.OpenFile(final+"."+hex.EncodeToString(rnd[:])+tempSuffix, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	if err != nil {
+		return nil, err
+	}
+	return &fileVersion{File: tmp, store: f, final: final}, nil
+}
+
+func (v *fileVersion) sync() error { return v.Sync() }
+
+// commit renames the synced temp file into place and makes the rename
+// durable.
+func (v *fileVersion) commit() error {
+	if err := v.Close(); err != nil {
+		_ = os.Remove(v.Name())
+		return err
+	}
+	if err := os.Rename(v.Name(), v.final); err != nil {
+		_ = os.Remove(v.Name())
+		return err
+	}
+	return v.store.committed(filepath.Dir(v.final))
+}
+
+func (v *fileVersion) abort() {
+	_ = v.Close()
+	_ = os.Remove(v.Name())
+}
+
+// committed makes a rename into dir durable.
+func (f *fileStore) committed(dir string) error {
+	if err := f.dirs.sync(dir); err != nil {
+		return err
+	}
+	for d := dir; d != f.root && len(d) > len(f.root); d = filepath.Dir(d) {
+		f.mu.Lock()
+		done := f.durable[d]
+		f.mu.Unlock()
+		if done {
+			return nil
+		}
+		if err := f.dirs.sync(filepath.Dir(d)); err != nil {
+			return err
+		}
+		f.mu.Lock()
+		f.durable[d] = true
+		f.mu.Unlock()
+	}
+	return nil
+}
+
+// errListingRaced means a listed file vanished before it could be stat'ed
+// (a version pruned, a temp file renamed): the listing is redone.
+var errListingRaced = errors.New("directory changed while listing")
+
+// scanKey lists the versions of one key (prefix is versionsPrefix) with one
+// read of its shard directory and a stat of each of its entries; fileblob
+// would also stat, and look for a sidecar of, every other key's entry.
+func (f *fileStore) scanKey(prefix string) ([]listed, []stray, error) {
+	dirName, base := path.Split(prefix)
+	dir := filepath.Join(f.root, filepath.FromSlash(dirName))
+	names, err := readDirNames(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("list %s: %w", prefix, err)
+	}
+	var out []listed
+	var strays []stray
+	for _, n := range names {
+		if !strings.HasPrefix(n, base) {
+			continue
+		}
+		info, err := os.Lstat(filepath.Join(dir, n))
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, errListingRaced
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("list %s: %w", prefix, err)
+		}
+		name := dirName + n
+		if ns, key, version, ok := splitName(name); ok && info.Mode().IsRegular() {
+			out = append(out, listed{ns: ns, key: key, version: version, size: info.Size()})
+		} else {
+			strays = append(strays, stray{name: name, modTime: info.ModTime()})
+		}
+	}
+	return out, strays, nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory: %w", err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}

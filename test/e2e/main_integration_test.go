@@ -1,0 +1,34 @@
+//go:build integration
+
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/lastcall-dev/lastcall/internal/devcluster"
+	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
+)
+
+func TestMain(m *testing.M) {
+	clustertest.Main(m, devcluster.Options{Nodes: 2}, installCRDs)
+}
+
+// installCRDs applies lastcall's CRDs and Flagger's, the latter straight
+// from the Flagger module in the Go module cache.
+func installCRDs(c *devcluster.Cluster) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	flagger, err := devcluster.FlaggerCRDPath(ctx)
+	if err != nil {
+		return err
+	}
+	ours, err := filepath.Glob("../../deploy/crds/lastcall.dev_*.yaml")
+	if err != nil || len(ours) == 0 {
+		return fmt.Errorf("no CRDs in ../../deploy/crds: %v", err)
+	}
+	return devcluster.InstallCRDs(ctx, c.Config(), append(ours, flagger)...)
+}
