@@ -71,6 +71,8 @@ test: lint unit integration
 bench: devcluster deps
 	$(GO) test -tags integration -run XXX -bench . -benchtime 5x -timeout 30m ./internal/run/
 	$(GO) test -tags integration -run XXX -bench . -benchtime 1x -timeout 30m ./internal/gate/
+	$(GO) test -run XXX -bench . -benchtime 10x -timeout 30m ./internal/state/
+	$(GO) test -run 'Binary|Latency' -v ./cmd/lastcall-prestop/ -args -latency-runs=200
 
 # The Flagger scenario end to end with a live view (docs/e2e.md): a private
 # control plane, Flagger and lastcall server, all stopped at the end.

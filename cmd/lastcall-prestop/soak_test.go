@@ -94,8 +94,10 @@ func TestSoakNoRecordLostWhenTheBudgetAllowsTheUpload(t *testing.T) {
 
 	var results []soakRun
 	// What a replacement may restore: the latest confirmed upload, or a
-	// later one whose hook ran out of time waiting for the answer (the
-	// summary then says "outcome unknown").
+	// later one whose save failed after it began sending: the hook may have
+	// run out of time waiting for the answer ("outcome unknown"), or been
+	// cut off while the last bytes were already in the socket buffer, and
+	// the server committed the version anyway. Newer is never a loss.
 	lastSaved, maybe := 0, map[int]bool{}
 	check := func(who string, restored int) {
 		switch {
@@ -119,7 +121,7 @@ func TestSoakNoRecordLostWhenTheBudgetAllowsTheUpload(t *testing.T) {
 		case r.saved:
 			lastSaved = r.written
 			clear(maybe)
-		case stepLine(r.summary, "save", "failed", "outcome unknown"):
+		case stepLine(r.summary, "save", "failed"):
 			maybe[r.written] = true
 		}
 		results = append(results, r)

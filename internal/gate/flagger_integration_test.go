@@ -234,6 +234,9 @@ func TestFlaggerGateFindsThePolicyOrSaysWhyNot(t *testing.T) {
 			t.Fatalf("%v: got %v, want 403 NoRun saying %q", body, got, want)
 		}
 	}
+	hold(promotion(env.Namespace, "shop", "r1"), "no TerminationPolicy in "+env.Namespace+": create one")
+	// A policy for something else: now the canary is looked at.
+	drainPolicy(t, c, env.Namespace, "other", "other", "")
 	hold(promotion(env.Namespace, "shop", "r1"), "no TerminationPolicy in "+env.Namespace+" covers store-primary")
 	hold(promotion(env.Namespace, "nocanary", "r1"), "canary not found")
 	withPolicy := promotion(env.Namespace, "shop", "r1")

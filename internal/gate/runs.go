@@ -87,15 +87,20 @@ func (s *Server) resolvePolicy(ctx context.Context, p Payload) (*v1alpha1.Termin
 		}
 		return &pol, err
 	}
+	var list v1alpha1.TerminationPolicyList
+	if err := s.c.Cache.List(ctx, &list, client.InNamespace(p.Namespace)); err != nil {
+		return nil, fmt.Errorf("list policies in %s: %w", p.Namespace, err)
+	}
+	if len(list.Items) == 0 {
+		// Said before reading the canary from the API server: calls for
+		// namespaces without policies cost no API request.
+		return nil, blocked("no TerminationPolicy in %s: create one covering the canary's primary pods", p.Namespace)
+	}
 	kind, target, err := s.target(ctx, p)
 	if err != nil {
 		return nil, err
 	}
 	primary := target + "-primary"
-	var list v1alpha1.TerminationPolicyList
-	if err := s.c.Cache.List(ctx, &list, client.InNamespace(p.Namespace)); err != nil {
-		return nil, fmt.Errorf("list policies in %s: %w", p.Namespace, err)
-	}
 	var podLabels labels.Set // the primary's pod template labels, read once if needed
 	var matches []*v1alpha1.TerminationPolicy
 	for i := range list.Items {

@@ -40,9 +40,13 @@ func (e *APIError) Error() string {
 	return s
 }
 
-// Retryable reports whether a later attempt may succeed: 5xx only. 4xx means
-// the request itself is wrong (or unauthorized), and stays so.
-func (e *APIError) Retryable() bool { return e.Status >= 500 }
+// Retryable reports whether a later attempt may succeed: 5xx, and the two
+// 400s that say the bytes did not arrive whole (the state server's
+// ChecksumMismatch against our trailer, IncompleteBody). Other 4xx mean the
+// request itself is wrong (or unauthorized), and stays so.
+func (e *APIError) Retryable() bool {
+	return e.Status >= 500 || e.Reason == "ChecksumMismatch" || e.Reason == "IncompleteBody"
+}
 
 // readAPIError builds an APIError from resp, reading at most 4 KiB of body.
 func readAPIError(resp *http.Response) *APIError {

@@ -196,13 +196,17 @@ func TestHookRetriesServerErrorsButNotClientErrors(t *testing.T) {
 	for _, tc := range []struct {
 		name         string
 		failStatus   int
+		failReason   string
 		failures     int32
 		wantStatus   Status
 		wantAttempts int
 	}{
-		{"503 twice then ok", http.StatusServiceUnavailable, 2, StatusDone, 3},
-		{"400 is final", http.StatusBadRequest, 100, StatusFailed, 1},
-		{"403 is final", http.StatusForbidden, 100, StatusFailed, 1},
+		{"503 twice then ok", http.StatusServiceUnavailable, "Injected", 2, StatusDone, 3},
+		{"400 is final", http.StatusBadRequest, "Injected", 100, StatusFailed, 1},
+		{"403 is final", http.StatusForbidden, "Injected", 100, StatusFailed, 1},
+		// The bytes did not arrive as sent: another attempt may succeed.
+		{"checksum mismatch once then ok", http.StatusBadRequest, "ChecksumMismatch", 1, StatusDone, 2},
+		{"incomplete body once then ok", http.StatusBadRequest, "IncompleteBody", 1, StatusDone, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			env := newPodEnv(t)
@@ -211,7 +215,7 @@ func TestHookRetriesServerErrorsButNotClientErrors(t *testing.T) {
 				return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					if failed.Add(1) <= tc.failures {
 						w.WriteHeader(tc.failStatus)
-						_, _ = w.Write([]byte(`{"error":"injected","reason":"Injected"}`))
+						_, _ = w.Write([]byte(`{"error":"injected","reason":"` + tc.failReason + `"}`))
 						return
 					}
 					next.ServeHTTP(w, r)

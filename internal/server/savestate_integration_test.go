@@ -82,35 +82,6 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// podServing creates a pod, waits for its IP and serves h on port 8080 of it.
-func podServing(t *testing.T, env *clustertest.Env, name string, labels map[string]string, h http.Handler) *corev1.Pod {
-	t.Helper()
-	ctx := context.Background()
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: labels},
-		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example.invalid/db:1"}}},
-	}
-	if _, err := env.Client.CoreV1().Pods(env.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	clustertest.Eventually(t, 30*time.Second, func(ctx context.Context) (bool, error) {
-		p, err := env.Client.CoreV1().Pods(env.Namespace).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		pod = p
-		return p.Status.PodIP != "" && p.Status.Phase == corev1.PodRunning, nil
-	}, "pod %s to run with an IP", name)
-	l, err := net.Listen("tcp", net.JoinHostPort(pod.Status.PodIP, "8080"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{ReadHeaderTimeout: time.Second, Handler: h}
-	go func() { _ = hs.Serve(l) }()
-	t.Cleanup(func() { _ = hs.Close() })
-	return pod
-}
-
 // getState reads a key through the API with the control token.
 func getState(t *testing.T, base, ns, key string) (int, []byte, http.Header) {
 	t.Helper()
@@ -203,7 +174,7 @@ func TestSaveStateStepStoresEachPodsStateThroughTheServer(t *testing.T) {
 	}
 	var pods []*corev1.Pod
 	for _, name := range []string{"db-0", "db-1", "db-2"} {
-		pods = append(pods, podServing(t, env, name, map[string]string{"app": "db"}, state(name)))
+		pods = append(pods, servedPodWith(t, env, name, map[string]string{"app": "db"}, state(name)))
 	}
 	admin, err := client.New(clustertest.Cluster().Config(), client.Options{Scheme: server.Scheme()})
 	if err != nil {

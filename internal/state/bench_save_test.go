@@ -46,9 +46,11 @@ func rate(b *testing.B, conc int, d time.Duration, op func(worker, i int) error)
 
 // rawFsync4KiB is the durable write a save cannot do with less: a new file
 // of 4 KiB, written and fsync'd once. (It is not crash-atomic: a crash can
-// leave it empty or short under its final name.)
-func rawFsync4KiB(dir string, name string, payload []byte) error {
-	f, err := os.OpenFile(filepath.Join(dir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+// leave it empty or short under its final name.) It goes into the same
+// shard directory of root as the store would put the name, so that both
+// sides spread over the same number of directories.
+func rawFsync4KiB(root, name string, payload []byte) error {
+	f, err := os.OpenFile(filepath.Join(root, shard(name), name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 	if err != nil {
 		return err
 	}
@@ -63,13 +65,33 @@ func rawFsync4KiB(dir string, name string, payload []byte) error {
 	return f.Close()
 }
 
+// rawShards creates the shard directories under a new root, durably, before
+// any timing starts (the store's were made by its first saves).
+func rawShards(b *testing.B) string {
+	b.Helper()
+	root := b.TempDir()
+	for i := range 256 {
+		dir := filepath.Join(root, fmt.Sprintf("%02x", i))
+		if err := os.Mkdir(dir, 0o750); err != nil {
+			b.Fatal(err)
+		}
+		if err := syncDir(dir); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := syncDir(root); err != nil {
+		b.Fatal(err)
+	}
+	return root
+}
+
 // BenchmarkSave4KiB compares 4 KiB saves through the API (loopback HTTP,
 // authentication, a file:// store fsyncing file and directory, retention)
 // with raw fsync'd 4 KiB writes in Go, at the same concurrency.
 //
 //   - fleet: pods dying once each, as in a rollout or a node drain: every
 //     save is a new key of one namespace; the raw side writes as many new
-//     files into one directory.
+//     files, spread over as many directories as the store's shards.
 //   - restarts: each client saves under its own key again and again, as a
 //     StatefulSet's pods do over restarts, so that retention deletes a
 //     version per save; the raw side deletes its files likewise.
@@ -87,26 +109,24 @@ func BenchmarkSave4KiB(b *testing.B) {
 		b.Run(fmt.Sprintf("%s/clients=%d", c.scenario, c.conc), func(b *testing.B) {
 			ts, _ := benchServer(b)
 			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c.conc}}
-			rawDir := b.TempDir()
+			rawRoot := rawShards(b)
 			var raws, apis, ratios []float64
 			round := 0
 			for b.Loop() {
 				round++
-				dir := filepath.Join(rawDir, strconv.Itoa(round))
-				if err := os.Mkdir(dir, 0o750); err != nil {
-					b.Fatal(err)
-				}
+				name := func(w, i int) string { return fmt.Sprintf("pod-%d-%d-%d", round, w, i) }
 				raw := rate(b, c.conc, saveRound, func(w, i int) error {
-					if err := rawFsync4KiB(dir, fmt.Sprintf("%d-%d", w, i), payload); err != nil {
+					if err := rawFsync4KiB(rawRoot, name(w, i), payload); err != nil {
 						return err
 					}
 					if c.scenario == "restarts" && i >= DefaultKeepVersions {
-						return os.Remove(filepath.Join(dir, fmt.Sprintf("%d-%d", w, i-DefaultKeepVersions)))
+						old := name(w, i-DefaultKeepVersions)
+						return os.Remove(filepath.Join(rawRoot, shard(old), old))
 					}
 					return nil
 				})
 				api := rate(b, c.conc, saveRound, func(w, i int) error {
-					key := fmt.Sprintf("pod-%d-%d-%d", round, w, i)
+					key := name(w, i)
 					if c.scenario == "restarts" {
 						key = "pod-" + strconv.Itoa(w)
 					}

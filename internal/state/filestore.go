@@ -47,19 +47,21 @@ const tempSuffix = ".tmp"
 // started (see startWriteback); small saves never reach it.
 const writeBehind = 8 << 20
 
-// fileVersion is a version being written to a temp file.
+// fileVersion is a version being written to a temp file. (The file is not
+// embedded: an io.Copy into it must not reach os.File's ReadFrom and skip
+// Write's writeback.)
 type fileVersion struct {
-	*os.File
+	f                *os.File
 	store            *fileStore
 	final            string
 	written, flushed int64 // bytes written, and handed to writeback
 }
 
 func (v *fileVersion) Write(p []byte) (int, error) {
-	n, err := v.File.Write(p)
+	n, err := v.f.Write(p)
 	v.written += int64(n)
 	if v.written-v.flushed >= writeBehind {
-		startWriteback(v.File, v.flushed, v.written-v.flushed)
+		startWriteback(v.f, v.flushed, v.written-v.flushed)
 		v.flushed = v.written
 	}
 	return n, err
@@ -78,28 +80,28 @@ func (f *fileStore) create(name string) (*fileVersion, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &fileVersion{File: tmp, store: f, final: final}, nil
+	return &fileVersion{f: tmp, store: f, final: final}, nil
 }
 
-func (v *fileVersion) sync() error { return v.Sync() }
+func (v *fileVersion) sync() error { return v.f.Sync() }
 
 // commit renames the synced temp file into place and makes the rename
 // durable.
 func (v *fileVersion) commit() error {
-	if err := v.Close(); err != nil {
-		_ = os.Remove(v.Name())
+	if err := v.f.Close(); err != nil {
+		_ = os.Remove(v.f.Name())
 		return err
 	}
-	if err := os.Rename(v.Name(), v.final); err != nil {
-		_ = os.Remove(v.Name())
+	if err := os.Rename(v.f.Name(), v.final); err != nil {
+		_ = os.Remove(v.f.Name())
 		return err
 	}
 	return v.store.committed(filepath.Dir(v.final))
 }
 
 func (v *fileVersion) abort() {
-	_ = v.Close()
-	_ = os.Remove(v.Name())
+	_ = v.f.Close()
+	_ = os.Remove(v.f.Name())
 }
 
 // committed makes a rename into dir durable.

@@ -89,7 +89,7 @@ func (s *Store) prune(ctx context.Context, vs []listed, strays []stray, p Policy
 }
 
 // isTempOfVersion reports whether name is a version's temp file:
-// <namespace>/<key>@<version>.<random>.tmp.
+// <namespace>/<shard>/<key>@<version>.<random>.tmp.
 func isTempOfVersion(name string) bool {
 	rest, ok := strings.CutSuffix(name, tempSuffix)
 	if !ok {
