@@ -98,14 +98,23 @@ func TestSoakNoRecordLostWhenTheBudgetAllowsTheUpload(t *testing.T) {
 	// run out of time waiting for the answer ("outcome unknown"), or been
 	// cut off while the last bytes were already in the socket buffer, and
 	// the server committed the version anyway. Newer is never a loss.
-	lastSaved, maybe := 0, map[int]bool{}
+	// The check is the invariant: nothing confirmed is lost. A
+	// restore newer than the last confirmed upload is not a loss (a save of
+	// unknown outcome that landed); it is counted and reported, because a
+	// few runs restored more records than the previous pod's final count
+	// and that is not yet explained (see docs/prestop.md).
+	lastSaved, maybe, newer := 0, map[int]bool{}, 0
 	check := func(who string, restored int) {
 		switch {
 		case restored == lastSaved:
 		case maybe[restored]:
 			lastSaved = restored
+		case restored > lastSaved:
+			newer++
+			t.Logf("%s: restored %d records, newer than the last confirmed upload (%d)", who, restored, lastSaved)
+			lastSaved = restored
 		default:
-			t.Errorf("%s: restored %d records, the last confirmed upload held %d", who, restored, lastSaved)
+			t.Errorf("%s: restored %d records, the last confirmed upload held %d: records lost", who, restored, lastSaved)
 		}
 		clear(maybe)
 	}
@@ -130,6 +139,7 @@ func TestSoakNoRecordLostWhenTheBudgetAllowsTheUpload(t *testing.T) {
 	final := restoreGeneration(t, filepath.Join(root, "final"), stateURL, tokenFile)
 	check("final restore", final)
 	report(t, results, final, reserve)
+	t.Logf("soak: %d restores newer than the last confirmed upload", newer)
 }
 
 func soakOne(t *testing.T, i int, root, stateURL, tokenFile string, budget, reserve time.Duration) soakRun {

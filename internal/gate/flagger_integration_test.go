@@ -29,7 +29,7 @@ func TestFlaggerGateHoldsWhileTheRunDrainsAndOpensWhenItSucceeded(t *testing.T) 
 	s := startServer(t, serverOpts{})
 	app := newDrainApp()
 	pods := canary(t, c, env.Namespace, "web", "web", 3, app)
-	drainPolicy(t, c, env.Namespace, "drain-web", "web", "")
+	s.waitCached(t, drainPolicy(t, c, env.Namespace, "drain-web", "web", ""))
 	payload := promotion(env.Namespace, "web", "rev-1")
 
 	first := post(t, s.URL+"/flagger/gate", "", payload)
@@ -90,7 +90,9 @@ func TestFlaggerGateStartsOneRunForConcurrentCallsOnTwoReplicasAndAfterARestart(
 	b := startServer(t, serverOpts{leaseNamespace: env.Namespace})
 	app := newDrainApp()
 	canary(t, c, env.Namespace, "api", "api", 2, app)
-	drainPolicy(t, c, env.Namespace, "drain-api", "api", "")
+	policy := drainPolicy(t, c, env.Namespace, "drain-api", "api", "")
+	a.waitCached(t, policy)
+	b.waitCached(t, policy)
 	payload := promotion(env.Namespace, "api", "rev-7")
 
 	var wg sync.WaitGroup
@@ -182,7 +184,7 @@ func TestManualOverrideIsRecordedOnTheRunAndWins(t *testing.T) {
 	s := startServer(t, serverOpts{})
 	app := newDrainApp()
 	canary(t, c, env.Namespace, "web", "web", 1, app)
-	drainPolicy(t, c, env.Namespace, "drain-web", "web", "")
+	s.waitCached(t, drainPolicy(t, c, env.Namespace, "drain-web", "web", ""))
 	payload := promotion(env.Namespace, "web", "rev-1")
 	if got := post(t, s.URL+"/flagger/gate", "", payload); got.code != http.StatusForbidden {
 		t.Fatalf("before the override: %v", got)
@@ -236,7 +238,7 @@ func TestFlaggerGateFindsThePolicyOrSaysWhyNot(t *testing.T) {
 	}
 	hold(promotion(env.Namespace, "shop", "r1"), "no TerminationPolicy in "+env.Namespace+": create one")
 	// A policy for something else: now the canary is looked at.
-	drainPolicy(t, c, env.Namespace, "other", "other", "")
+	s.waitCached(t, drainPolicy(t, c, env.Namespace, "other", "other", ""))
 	hold(promotion(env.Namespace, "shop", "r1"), "no TerminationPolicy in "+env.Namespace+" covers store-primary")
 	hold(promotion(env.Namespace, "nocanary", "r1"), "canary not found")
 	withPolicy := promotion(env.Namespace, "shop", "r1")
@@ -255,7 +257,7 @@ func TestFlaggerGateFindsThePolicyOrSaysWhyNot(t *testing.T) {
 		return post(t, s.URL+"/flagger/gate", "", promotion(env.Namespace, "shop", "r1"))
 	}, func(a answer) bool { return a.code == http.StatusOK })
 	// ...and a second one covering the same pods makes it ambiguous.
-	drainPolicy(t, c, env.Namespace, "by-target", "store", "")
+	s.waitCached(t, drainPolicy(t, c, env.Namespace, "by-target", "store", ""))
 	hold(promotion(env.Namespace, "shop", "r2"), "policies by-selector, by-target all cover store-primary: set metadata.policy")
 	explicit := promotion(env.Namespace, "shop", "r2")
 	explicit["metadata"] = map[string]string{"policy": "by-target", "type": "confirm-rollout"}

@@ -101,6 +101,16 @@ func startServer(t testing.TB, o serverOpts) *gateServer {
 	return &gateServer{URL: "http://" + addr, srv: srv, stop: stop}
 }
 
+// waitCached waits until the server's cache holds obj, for a test whose next
+// call must see it (the gate reads policies from the cache).
+func (s *gateServer) waitCached(t testing.TB, obj client.Object) {
+	t.Helper()
+	into := obj.DeepCopyObject().(client.Object)
+	clustertest.Eventually(t, 10*time.Second, func(ctx context.Context) (bool, error) {
+		return s.srv.Manager().GetCache().Get(ctx, client.ObjectKeyFromObject(obj), into) == nil, nil
+	}, "the server's cache to hold %s", obj.GetName())
+}
+
 // answer is one HTTP answer.
 type answer struct {
 	code        int

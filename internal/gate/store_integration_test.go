@@ -78,7 +78,7 @@ func TestStoreChangesGatesUnderConcurrencyAndStatusShowsThem(t *testing.T) {
 	s := startServer(t, serverOpts{})
 	app := newDrainApp()
 	canary(t, c, env.Namespace, "web", "web", 2, app)
-	drainPolicy(t, c, env.Namespace, "drain-web", "web", "")
+	s.waitCached(t, drainPolicy(t, c, env.Namespace, "drain-web", "web", ""))
 	if got := post(t, s.URL+"/flagger/gate", "", promotion(env.Namespace, "web", "abc123")); got.code != http.StatusForbidden {
 		t.Fatalf("flagger gate: %v", got)
 	}

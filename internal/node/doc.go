@@ -9,9 +9,10 @@
 // Basics: Config is kubelet-compatible (shutdownGracePeriodByPodPriority, or
 // shutdownGracePeriod with shutdownGracePeriodCriticalPods); NewPlan shows
 // the order and budgets for a set of pods; Agent.Run holds the sequence
-// together with a Logind (package logind in production). The delay lock is
-// released when the sequence ends, when the budget is spent, on errors and
-// on panics.
+// together with a Logind (package logind in production) and a RunStarter
+// (PolicyRuns: one TerminationRun per policy and group, executed by
+// `lastcall server`). The delay lock is released when the sequence ends,
+// when the budget is spent, on errors and on panics.
 //
 // Caveats: logind waits at most its InhibitDelayMaxSec; when it grants less
 // than the configured total, the group budgets are scaled down to fit (never
