@@ -150,6 +150,7 @@ func BenchmarkGateVsLoadtester(b *testing.B) {
 		}
 	}
 	results := map[string][]wrkResult{}
+	var report strings.Builder    // one log call: a benchmark's log keeps only its first lines
 	cpu := map[string][]float64{} // server CPU µs per request, per round
 	b.ResetTimer()
 	for round := 0; round < settings.rounds; round++ {
@@ -165,7 +166,7 @@ func BenchmarkGateVsLoadtester(b *testing.B) {
 			}
 			perReq := float64(used.Microseconds()) / float64(r.Requests)
 			cpu[tg.name] = append(cpu[tg.name], perReq)
-			b.Logf("round %d %-22s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  server CPU %5.1f µs/req",
+			fmt.Fprintf(&report, "round %d %-22s %8.0f req/s  p50 %6.2f ms  p99 %6.2f ms  server CPU %5.1f µs/req\n",
 				round+1, tg.name, r.rps(), float64(r.P50US)/1e3, float64(r.P99US)/1e3, perReq)
 			results[tg.name] = append(results[tg.name], r)
 		}
@@ -182,6 +183,7 @@ func BenchmarkGateVsLoadtester(b *testing.B) {
 		b.ReportMetric(median(p99), tg.name+"_p99_ms")
 		b.ReportMetric(median(cpu[tg.name]), tg.name+"_cpu_µs/req")
 	}
+	defer func() { b.Log("\n" + report.String()) }()
 	base, ok := results["loadtester_gate_check"]
 	if !ok {
 		return
@@ -197,7 +199,7 @@ func BenchmarkGateVsLoadtester(b *testing.B) {
 		ratio, p99 := median(thr), median(lat)
 		b.ReportMetric(ratio, name+"_throughput_ratio")
 		b.ReportMetric(p99, name+"_p99_ratio")
-		b.Logf("%s: %.2f× the loadtester's throughput, %.2f× its p99 (medians of per-round ratios)", name, ratio, p99)
+		fmt.Fprintf(&report, "%s: %.2f× the loadtester's throughput, %.2f× its p99 (medians of per-round ratios)\n", name, ratio, p99)
 		if ratio < 1 || p99 > 1 {
 			b.Errorf("%s misses the target (throughput ratio ≥ 1, p99 ratio ≤ 1)", name)
 		}

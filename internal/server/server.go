@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
@@ -111,7 +110,9 @@ type Server struct {
 // New builds the manager and the run controller.
 func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// The Go and process collectors are already on controller-runtime's
+	// registry, which /metrics gathers too: registering them here as well
+	// made every scrape fail with "collected before".
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                        Scheme(),
 		Metrics:                       metricsserver.Options{BindAddress: "0"}, // served below, with our registry
