@@ -71,6 +71,7 @@ test: lint unit integration
 bench: devcluster deps
 	$(GO) test -tags integration -run XXX -bench . -benchtime 5x -timeout 30m ./internal/run/
 	$(GO) test -tags integration -run XXX -bench . -benchtime 1x -timeout 30m ./internal/gate/
+	$(GO) test -tags "integration bench" -count=1 -timeout 40m -run TestBenchmarkEvacuationVsKubectlDrain -v ./internal/node/ -args -bench-rounds=3
 	$(GO) test -run XXX -bench . -benchtime 10x -timeout 30m ./internal/state/
 	$(GO) test -run 'Binary|Latency' -v ./cmd/lastcall-prestop/ -args -latency-runs=200
 
