@@ -1,4 +1,4 @@
-//go:build integration
+//go:build integration && bench
 
 package node
 
@@ -214,4 +214,23 @@ func keepNodesFresh(t *testing.T, cs kubernetes.Interface, nodes ...string) {
 		}
 	}()
 	t.Cleanup(func() { cancel(); <-done })
+}
+
+// groupSeconds returns how long each group took, from the agent's metric.
+func (r *agentRun) groupSeconds(t *testing.T) map[string]float64 {
+	t.Helper()
+	mfs, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "lastcall_node_shutdown_group_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			out[m.GetLabel()[0].GetValue()] = m.GetHistogram().GetSampleSum()
+		}
+	}
+	return out
 }

@@ -244,25 +244,6 @@ type agentRun struct {
 	stop    func()
 }
 
-// groupSeconds returns how long each group took, from the agent's metric.
-func (r *agentRun) groupSeconds(t *testing.T) map[string]float64 {
-	t.Helper()
-	mfs, err := r.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != "lastcall_node_shutdown_group_duration_seconds" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			out[m.GetLabel()[0].GetValue()] = m.GetHistogram().GetSampleSum()
-		}
-	}
-	return out
-}
-
 // startAgent runs an agent for the kwok node, as `lastcall node-agent run`
 // does (termination runs on, through the admin's config), until stop or the
 // test's end, and waits until it holds the delay lock and watches the
