@@ -101,10 +101,21 @@ func newGateSetCommand(kf *kubeFlags, open bool) *cobra.Command {
 				if rollback {
 					sw = gate.SwitchRollback
 				}
-				if _, err := store.SetSwitch(ctx, key, sw, state, by); err != nil {
+				g, err := store.SetSwitch(ctx, key, sw, state, by)
+				if err != nil {
 					return err
 				}
-				_, err = fmt.Fprintf(out, "%s of canary %s is %s (by %s)\n", sw, key, state, by)
+				// Setting a switch to the state it has changes nothing: say
+				// who set it, not who asked again.
+				who := "the default: no Gate object"
+				if g != nil {
+					if cur := sw.Of(&g.Spec); cur.By != "" {
+						who = "set by " + cur.By
+					} else {
+						who = "the default"
+					}
+				}
+				_, err = fmt.Fprintf(out, "%s of canary %s is %s (%s)\n", sw, key, state, who)
 				return err
 			}
 			p := gate.Payload{Name: key.Name, Namespace: key.Namespace, Checksum: checksum, Type: gate.HookType(hook)}

@@ -314,3 +314,39 @@ func podReady(p *corev1.Pod) bool {
 	}
 	return false
 }
+
+// TestNodeLeasesAreRenewed checks the heartbeat the node-lifecycle
+// controller relies on: every kwok node holds a Lease that kwok renews (every
+// 10 s for its 40 s duration), so that nodes stay Ready on a loaded machine.
+func TestNodeLeasesAreRenewed(t *testing.T) {
+	env := clustertest.New(t)
+	nodes, err := env.Client.CoreV1().Nodes().List(context.Background(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := map[string]time.Time{}
+	clustertest.Eventually(t, 45*time.Second, func(ctx context.Context) (bool, error) {
+		renewedAll := true
+		for _, n := range nodes.Items {
+			l, err := env.Client.CoordinationV1().Leases(corev1.NamespaceNodeLease).Get(ctx, n.Name, metav1.GetOptions{})
+			if apierrors.IsNotFound(err) || (err == nil && l.Spec.RenewTime == nil) {
+				renewedAll = false
+				continue
+			}
+			if err != nil {
+				return false, err
+			}
+			if l.Spec.LeaseDurationSeconds == nil || *l.Spec.LeaseDurationSeconds != 40 {
+				return false, fmt.Errorf("lease %s lasts %v s, want 40", n.Name, l.Spec.LeaseDurationSeconds)
+			}
+			f, seen := first[n.Name]
+			if !seen {
+				first[n.Name] = l.Spec.RenewTime.Time
+			}
+			if !seen || !l.Spec.RenewTime.After(f) {
+				renewedAll = false
+			}
+		}
+		return renewedAll, nil
+	}, "a renewal of every node's Lease")
+}

@@ -107,6 +107,11 @@ func (c *Cluster) kwokArgs(podCIDR string) []string {
 		"--server-address=127.0.0.1:" + strconv.Itoa(c.ports.Kwok),
 		"--tls-cert-file=" + c.pki.servingCert(),
 		"--tls-private-key-file=" + c.pki.servingKey(),
+		// kwok renews each node's Lease every quarter of this, as the
+		// kubelet does; without it only the heartbeat Stage (every 20–45 s)
+		// keeps nodes Ready, and on a loaded machine the node-lifecycle
+		// controller's 50 s grace ran out mid-test.
+		"--node-lease-duration-seconds=40",
 	}
 }
 
