@@ -29,7 +29,11 @@ func stateServerProcess(b *testing.B) (string, int) {
 	if err := os.WriteFile(tokenFile, []byte(adminToken), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-dir", filepath.Join(dir, "state"), "-token-file", tokenFile)
+	args := []string{"-dir", filepath.Join(dir, "state"), "-token-file", tokenFile}
+	if p := os.Getenv("STATESERVER_CPUPROFILE"); p != "" {
+		args = append(args, "-cpuprofile", p) // to see where the server's CPU goes
+	}
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -23,8 +24,21 @@ import (
 func main() {
 	dir := flag.String("dir", "", "state directory")
 	tokenFile := flag.String("token-file", "", "admin token file")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "stateserver:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*dir, *tokenFile); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "stateserver:", err)
 		os.Exit(1)
 	}
