@@ -114,7 +114,7 @@ func BenchmarkGateVsLoadtester(b *testing.B) {
 	settings := settingsFromEnv(b)
 	env := clustertest.New(b)
 	c := adminClient(b)
-	lc := startServer(b, serverOpts{})
+	lcURL, lcPid := startServerProcess(b)
 	lt, ltPid := startLoadtester(b)
 
 	app := newDrainApp()
@@ -122,24 +122,23 @@ func BenchmarkGateVsLoadtester(b *testing.B) {
 	canary(b, c, env.Namespace, "web", "web", 1, app)
 	drainPolicy(b, c, env.Namespace, "drain-web", "web", "")
 	check := []byte(fmt.Sprintf(`{"name":"web","namespace":%q,"phase":"Progressing","checksum":"6d8f7b9c5"}`, env.Namespace))
-	for _, url := range []string{lc.URL, lt} {
+	for _, url := range []string{lcURL, lt} {
 		if got := post(b, url+"/gate/open", adminToken, check); got.code != http.StatusAccepted {
 			b.Fatalf("open gate at %s: %v", url, got)
 		}
 	}
 	until(b, 30*time.Second, "the gate run to succeed", func() answer {
-		return post(b, lc.URL+"/flagger/gate", "", check)
+		return post(b, lcURL+"/flagger/gate", "", check)
 	}, func(a answer) bool { return a.code == http.StatusOK })
 
-	// pid is the process whose CPU time a target costs: the loadtester's,
-	// or this one, which runs lastcall's server (and nothing else busy).
+	// pid is the process whose CPU time a target costs.
 	targets := []struct {
 		name, url string
 		pid       int
 	}{
 		{"loadtester_gate_check", lt + "/gate/check", ltPid},
-		{"lastcall_gate_check", lc.URL + "/gate/check", os.Getpid()},
-		{"lastcall_flagger_gate", lc.URL + "/flagger/gate", os.Getpid()},
+		{"lastcall_gate_check", lcURL + "/gate/check", lcPid},
+		{"lastcall_flagger_gate", lcURL + "/flagger/gate", lcPid},
 	}
 	if only := os.Getenv("LASTCALL_BENCH_ONLY"); only != "" { // for profiling one target
 		for i := range targets {
