@@ -52,6 +52,7 @@ func newServerCommand() *cobra.Command {
 	f.IntVar(&cfg.State.KeepVersions, "state-keep-versions", cfg.State.KeepVersions, "versions kept per state key")
 	f.DurationVar(&cfg.State.Retention, "state-retention", cfg.State.Retention, "age after which state versions are deleted")
 	f.Int64Var(&cfg.Gate.MaxBodyBytes, "gate-max-body-bytes", cfg.Gate.MaxBodyBytes, "largest Flagger webhook body the gate reads (413 beyond)")
+	f.BoolVar(&cfg.Watch, "watch", cfg.Watch, "watch for failed lifecycle hooks and containers SIGKILLed at their termination deadline (metrics, Events)")
 	f.DurationVar(&cfg.State.PruneInterval, "state-prune-interval", cfg.State.PruneInterval, "how often the leader applies retention to the whole store")
 	return cmd
 }

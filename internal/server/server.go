@@ -56,6 +56,9 @@ type Config struct {
 
 	State StateConfig
 	Gate  GateConfig
+	// Watch runs the termination watcher (FailedPreStopHook and
+	// FailedPostStartHook Events, containers SIGKILLed at their deadline).
+	Watch bool
 }
 
 // Defaults are the documented flag defaults.
@@ -77,7 +80,8 @@ var Defaults = Config{
 		Retention:      state.DefaultRetention,
 		PruneInterval:  state.DefaultPruneInterval,
 	},
-	Gate: GateConfig{MaxBodyBytes: gate.DefaultMaxBodyBytes},
+	Gate:  GateConfig{MaxBodyBytes: gate.DefaultMaxBodyBytes},
+	Watch: true,
 }
 
 // Scheme knows the built-in kinds and lastcall's.
@@ -170,6 +174,11 @@ func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 	}
 	if err := s.setupGate(); err != nil {
 		return nil, err
+	}
+	if cfg.Watch {
+		if err := s.setupWatch(); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
