@@ -69,6 +69,13 @@ type TerminationPolicySpec struct {
 	// Gate configures how the Flagger gate answers for runs of this policy.
 	// +optional
 	Gate GatePolicy `json:"gate,omitempty"`
+
+	// RunOnFailedPreStop makes the watcher of `lastcall server` start a run
+	// of this policy for a pod it selects whose own preStop hook failed (a
+	// FailedPreStopHook Event) while the pod is still terminating: the
+	// policy's steps stand in for the hook that did not do its work.
+	// +optional
+	RunOnFailedPreStop bool `json:"runOnFailedPreStop,omitempty"`
 }
 
 // TargetRef names a workload whose pods a policy covers.

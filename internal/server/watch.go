@@ -14,7 +14,7 @@ import (
 // replica it would count each kubelet Event and emit each KilledAtDeadline
 // Event once per replica.
 func (s *Server) setupWatch() error {
-	w, err := watch.New(s.Kube, s.mgr.GetEventRecorderFor("lastcall-watch"), s.registry, s.log.With("component", "watch"))
+	w, err := watch.New(s.Kube, s.mgr.GetClient(), s.mgr.GetEventRecorderFor("lastcall-watch"), s.registry, s.log.With("component", "watch"))
 	if err != nil {
 		return fmt.Errorf("set up watcher: %w", err)
 	}

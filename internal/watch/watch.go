@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // Event reasons: the kubelet's, which the watcher counts, and its own.
@@ -35,6 +36,8 @@ const deadlineSlack = 2 * time.Second
 // Watcher follows Warning Events about pods and pods being deleted.
 type Watcher struct {
 	client   kubernetes.Interface
+	runs     client.Client // reads pods and policies, creates runs; nil: none
+	ctx      context.Context
 	recorder record.EventRecorder
 	log      *slog.Logger
 	m        metrics
@@ -49,12 +52,15 @@ type Watcher struct {
 }
 
 // New makes a Watcher; recorder emits its Events, reg holds its metrics.
-func New(client kubernetes.Interface, recorder record.EventRecorder, reg prometheus.Registerer, log *slog.Logger) (*Watcher, error) {
+// With runs set, a failed preStop hook starts the runs of the policies that
+// ask for it (runOnFailedPreStop); runs reads pods and policies (a cached
+// client is right) and creates TerminationRuns.
+func New(kube kubernetes.Interface, runs client.Client, recorder record.EventRecorder, reg prometheus.Registerer, log *slog.Logger) (*Watcher, error) {
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
-	return &Watcher{client: client, recorder: recorder, log: log, m: m,
+	return &Watcher{client: kube, runs: runs, recorder: recorder, log: log, m: m,
 		counted: map[types.UID]int32{}, killed: map[types.UID]map[string]bool{}}, nil
 }
 
@@ -69,6 +75,7 @@ type Informer interface {
 // (a field selector), in an informer of the watcher's own; pods come from
 // the given informer, which the caller runs.
 func (w *Watcher) Start(ctx context.Context, pods Informer) error {
+	w.ctx = ctx
 	events := informers.NewSharedInformerFactoryWithOptions(w.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = "type=Warning,involvedObject.kind=Pod"
 	}))
@@ -122,6 +129,10 @@ func (w *Watcher) onEvent(obj any) {
 	w.m.hookFailures.WithLabelValues(ev.InvolvedObject.Namespace, hook).Add(float64(added))
 	w.log.Warn("hook failed", "pod", ev.InvolvedObject.Namespace+"/"+ev.InvolvedObject.Name,
 		"container", ev.InvolvedObject.FieldPath, "hook", hook, "count", count, "node", ev.Source.Host, "message", ev.Message)
+	if hook == "preStop" {
+		// Off the informer's goroutine: it reads and writes the API.
+		go w.startRuns(w.ctx, ev)
+	}
 }
 
 func (w *Watcher) forgetEvent(obj any) {

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -18,13 +19,35 @@ import (
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 
 	"github.com/lastcall-dev/lastcall/internal/devcluster"
 	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
 	"github.com/lastcall-dev/lastcall/internal/watch"
 )
 
-func TestMain(m *testing.M) { clustertest.Main(m, devcluster.Options{}) }
+func TestMain(m *testing.M) {
+	clustertest.Main(m, devcluster.Options{}, clustertest.InstallCRDs(
+		"../../deploy/crds/lastcall.dev_terminationpolicies.yaml", "../../deploy/crds/lastcall.dev_terminationruns.yaml"))
+}
+
+func runsClient(t *testing.T) client.Client {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := scheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := v1alpha1.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(clustertest.Cluster().Config(), client.Options{Scheme: s})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
 
 type counters struct {
 	reg prometheus.Gatherer
@@ -55,13 +78,13 @@ func (c counters) value(t *testing.T, name string, labels map[string]string) flo
 
 // startWatcher runs a Watcher against the real API server, with a pod
 // informer of its own and Events recorded through the API.
-func startWatcher(t *testing.T, cs kubernetes.Interface) counters {
+func startWatcher(t *testing.T, cs kubernetes.Interface, runs client.Client) counters {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	bc := record.NewBroadcaster()
 	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: cs.CoreV1().Events("")})
 	t.Cleanup(bc.Shutdown)
-	w, err := watch.New(cs, bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "lastcall-watch"}), reg, slog.New(slog.DiscardHandler))
+	w, err := watch.New(cs, runs, bc.NewRecorder(scheme.Scheme, corev1.EventSource{Component: "lastcall-watch"}), reg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +121,7 @@ func kubeletEvent(ns, pod, reason string, count int32) *corev1.Event {
 
 func TestHookFailuresAreCounted(t *testing.T) {
 	env := clustertest.New(t)
-	c := startWatcher(t, env.Client)
+	c := startWatcher(t, env.Client, nil)
 	ctx := context.Background()
 	events := env.Client.CoreV1().Events(env.Namespace)
 	pre, err := events.Create(ctx, kubeletEvent(env.Namespace, "web-0", watch.ReasonFailedPreStopHook, 1), metav1.CreateOptions{})
@@ -132,7 +155,7 @@ func TestHookFailuresAreCounted(t *testing.T) {
 
 func TestContainersKilledAtTheDeadlineGetAnEvent(t *testing.T) {
 	env := clustertest.New(t)
-	c := startWatcher(t, env.Client)
+	c := startWatcher(t, env.Client, nil)
 	ctx := context.Background()
 	pods := env.Client.CoreV1().Pods(env.Namespace)
 	// Bound to a node that kwok does not manage, and held by a finalizer,
@@ -195,4 +218,96 @@ func TestContainersKilledAtTheDeadlineGetAnEvent(t *testing.T) {
 	if n := c.value(t, "lastcall_watch_killed_at_deadline_total", map[string]string{"namespace": env.Namespace}); n != 1 {
 		t.Errorf("killed-at-deadline counter %v, want 1 (only db)", n)
 	}
+}
+
+// terminatingPod creates a pod bound to a node kwok does not manage, held by
+// a finalizer, and deletes it, so that it stays terminating for the test.
+func terminatingPod(t *testing.T, cs kubernetes.Interface, ns, name string, lbl map[string]string, del bool) *corev1.Pod {
+	t.Helper()
+	ctx := context.Background()
+	pods := cs.CoreV1().Pods(ns)
+	pod, err := pods.Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: lbl, Finalizers: []string{"lastcall.dev/test"}},
+		Spec:       corev1.PodSpec{NodeName: "unmanaged-node", Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = pods.Patch(context.Background(), name, types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{})
+	})
+	if del {
+		if err := pods.Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return pod
+}
+
+func TestFailedPreStopStartsTheRunsOfPoliciesThatAskForIt(t *testing.T) {
+	env := clustertest.New(t)
+	rc := runsClient(t)
+	c := startWatcher(t, env.Client, rc)
+	ctx := context.Background()
+	policy := func(name, app string, optIn bool) *v1alpha1.TerminationPolicy {
+		return &v1alpha1.TerminationPolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: env.Namespace, Name: name},
+			Spec: v1alpha1.TerminationPolicySpec{
+				Selector:           &metav1.LabelSelector{MatchLabels: map[string]string{"app": app}},
+				Steps:              []v1alpha1.Step{{Name: "drain", Sleep: &v1alpha1.SleepAction{Duration: metav1.Duration{Duration: time.Second}}}},
+				RunOnFailedPreStop: optIn,
+			},
+		}
+	}
+	for _, p := range []*v1alpha1.TerminationPolicy{policy("save-db", "db", true), policy("audit-db", "db", false), policy("drain-web", "web", true)} {
+		if err := rc.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db := terminatingPod(t, env.Client, env.Namespace, "db-0", map[string]string{"app": "db"}, true)
+	web := terminatingPod(t, env.Client, env.Namespace, "web-0", map[string]string{"app": "web"}, false) // running, not terminating
+
+	events := env.Client.CoreV1().Events(env.Namespace)
+	dbEvent := kubeletEvent(env.Namespace, "db-0", watch.ReasonFailedPreStopHook, 1)
+	dbEvent.InvolvedObject.UID = db.UID
+	dbEvent, err := events.Create(ctx, dbEvent, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	webEvent := kubeletEvent(env.Namespace, "web-0", watch.ReasonFailedPreStopHook, 1)
+	webEvent.InvolvedObject.UID = web.UID
+	if _, err := events.Create(ctx, webEvent, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var runs v1alpha1.TerminationRunList
+	clustertest.Eventually(t, 20*time.Second, func(ctx context.Context) (bool, error) {
+		err := rc.List(ctx, &runs, client.InNamespace(env.Namespace))
+		return len(runs.Items) > 0, err
+	}, "a termination run")
+	dbEvent.Count = 2 // the kubelet retried and failed again
+	if _, err := events.Update(ctx, dbEvent, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.Eventually(t, 20*time.Second, func(context.Context) (bool, error) {
+		return c.value(t, "lastcall_watch_hook_failures_total", map[string]string{"namespace": env.Namespace, "hook": "preStop"}) == 3, nil
+	}, "all three failures counted")
+	time.Sleep(time.Second)
+	if err := rc.List(ctx, &runs, client.InNamespace(env.Namespace)); err != nil {
+		t.Fatal(err)
+	}
+	if len(runs.Items) != 1 {
+		t.Fatalf("%d runs, want 1 (save-db for db-0 only): %+v", len(runs.Items), runs.Items)
+	}
+	r := runs.Items[0]
+	if r.Spec.PolicyRef.Name != "save-db" || len(r.Spec.Pods) != 1 || r.Spec.Pods[0].UID != db.UID ||
+		r.Spec.Trigger.Source != v1alpha1.TriggerWatcher || r.Spec.Trigger.Node != "unmanaged-node" {
+		t.Errorf("run %s: policy %s pods %+v trigger %+v; want save-db for db-0, started by the watcher", r.Name, r.Spec.PolicyRef.Name, r.Spec.Pods, r.Spec.Trigger)
+	}
+	if n := c.value(t, "lastcall_watch_runs_started_total", map[string]string{"namespace": env.Namespace}); n != 1 {
+		t.Errorf("runs started %v, want 1", n)
+	}
+	clustertest.Eventually(t, 20*time.Second, func(ctx context.Context) (bool, error) {
+		list, err := events.List(ctx, metav1.ListOptions{FieldSelector: "reason=" + watch.ReasonRunStarted + ",involvedObject.name=db-0"})
+		return err == nil && len(list.Items) == 1, err
+	}, "a TerminationRunStarted Event on db-0")
 }
