@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,6 +50,23 @@ type Watcher struct {
 	counted map[types.UID]int32
 	// killed remembers the containers already reported, per pod.
 	killed map[types.UID]map[string]bool
+
+	// What the informers replay when the watcher starts (a new leader)
+	// happened before it: it is remembered, not counted or reported again,
+	// so that a leader change shows no burst of old failures.
+	eventsLive, podsLive liveFlag
+}
+
+// liveFlag says whether a handler is past the informer's initial replay.
+type liveFlag struct {
+	reg atomic.Pointer[cache.ResourceEventHandlerRegistration]
+}
+
+func (f *liveFlag) set(r cache.ResourceEventHandlerRegistration) { f.reg.Store(&r) }
+
+func (f *liveFlag) live() bool {
+	r := f.reg.Load()
+	return r != nil && (*r).HasSynced()
 }
 
 // New makes a Watcher; recorder emits its Events, reg holds its metrics.
@@ -63,6 +81,10 @@ func New(kube kubernetes.Interface, runs client.Client, recorder record.EventRec
 	return &Watcher{client: kube, runs: runs, recorder: recorder, log: log, m: m,
 		counted: map[types.UID]int32{}, killed: map[types.UID]map[string]bool{}}, nil
 }
+
+// Live says whether the watcher is past the initial replay of Events and
+// pods: from then on, what happens is counted and reported.
+func (w *Watcher) Live() bool { return w.eventsLive.live() && w.podsLive.live() }
 
 // Informer is the part of a pod informer the watcher uses: the server
 // passes the one its controller cache already has, rather than holding
@@ -79,20 +101,24 @@ func (w *Watcher) Start(ctx context.Context, pods Informer) error {
 	events := informers.NewSharedInformerFactoryWithOptions(w.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = "type=Warning,involvedObject.kind=Pod"
 	}))
-	if _, err := events.Core().V1().Events().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+	reg, err := events.Core().V1().Events().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { w.onEvent(obj) },
 		UpdateFunc: func(_, obj any) { w.onEvent(obj) },
 		DeleteFunc: func(obj any) { w.forgetEvent(obj) },
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
-	if _, err := pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
+	w.eventsLive.set(reg)
+	reg, err = pods.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { w.onPod(obj) },
 		UpdateFunc: func(_, obj any) { w.onPod(obj) },
 		DeleteFunc: func(obj any) { w.forgetPod(obj) },
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
+	w.podsLive.set(reg)
 	events.Start(ctx.Done())
 	defer events.Shutdown()
 	for typ, ok := range events.WaitForCacheSync(ctx.Done()) {
@@ -126,13 +152,18 @@ func (w *Watcher) onEvent(obj any) {
 	if added <= 0 {
 		return
 	}
+	if hook == "preStop" {
+		// Off the informer's goroutine: it reads and writes the API. Runs
+		// are idempotent, so a replayed Event may start one a previous
+		// leader did not get to.
+		go w.startRuns(w.ctx, ev)
+	}
+	if !w.eventsLive.live() {
+		return
+	}
 	w.m.hookFailures.WithLabelValues(ev.InvolvedObject.Namespace, hook).Add(float64(added))
 	w.log.Warn("hook failed", "pod", ev.InvolvedObject.Namespace+"/"+ev.InvolvedObject.Name,
 		"container", ev.InvolvedObject.FieldPath, "hook", hook, "count", count, "node", ev.Source.Host, "message", ev.Message)
-	if hook == "preStop" {
-		// Off the informer's goroutine: it reads and writes the API.
-		go w.startRuns(w.ctx, ev)
-	}
 }
 
 func (w *Watcher) forgetEvent(obj any) {
@@ -168,7 +199,7 @@ func (w *Watcher) onPod(obj any) {
 			w.killed[pod.UID][cs.Name] = true
 		}
 		w.mu.Unlock()
-		if seen {
+		if seen || !w.podsLive.live() {
 			continue
 		}
 		grace := "its grace period"
