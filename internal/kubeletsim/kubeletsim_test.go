@@ -54,7 +54,7 @@ func runApp() {
 		_ = os.WriteFile(os.Getenv("MESSAGE_PATH"), []byte(msg), 0o644)
 	}
 	if os.Getenv("IGNORE_TERM") != "" {
-		select {}
+		blockForever()
 	}
 	os.Exit(0)
 }
@@ -63,13 +63,22 @@ func runApp() {
 func runHook() {
 	trace("hook started")
 	if d := os.Getenv("HOOK_SLEEP"); d == "forever" {
-		select {}
+		blockForever()
 	} else if dur, err := time.ParseDuration(d); err == nil {
 		time.Sleep(dur) // the hook's own work, not a test waiting
 	}
 	trace("hook ended")
 	if os.Getenv("HOOK_EXIT") != "" {
 		os.Exit(1)
+	}
+}
+
+// blockForever waits for SIGKILL. A bare `select {}` does not: with no
+// other goroutine alive the runtime declares a deadlock and exits 2, which
+// made the hook "fail" by itself at a random moment.
+func blockForever() {
+	for {
+		time.Sleep(time.Hour)
 	}
 }
 
