@@ -1,6 +1,7 @@
 package lint
 
 import (
+	"math"
 	"path"
 	"strconv"
 	"strings"
@@ -101,6 +102,9 @@ func unquote(f []string) []string {
 }
 
 func simpleCommand(argv []string) (hook, bool) {
+	if len(argv) > 1 && argv[0] == "exec" {
+		argv = argv[1:]
+	}
 	if len(argv) == 0 {
 		return hook{}, false
 	}
@@ -130,6 +134,9 @@ func simpleCommand(argv []string) (hook, bool) {
 // sleepDuration parses sleep's operand: seconds, or a number with coreutils'
 // s, m, h or d suffix.
 func sleepDuration(s string) (time.Duration, bool) {
+	if s == "infinity" || s == "inf" {
+		return math.MaxInt64, true // never ends: it always takes the whole grace
+	}
 	unit := time.Second
 	switch {
 	case strings.HasSuffix(s, "s"):

@@ -51,6 +51,7 @@ func TestRules(t *testing.T) {
 		{"sleep as long as the grace", pod("30", `{exec: {command: ["/bin/sleep", "30"]}}`), Options{}, []string{"prestop-exceeds-grace/error"}},
 		{"sleep longer than the default grace", pod("", `{exec: {command: ["sleep", "1m"]}}`), Options{}, []string{"prestop-exceeds-grace/error"}},
 		{"sleep action", pod("20", `{sleep: {seconds: 25}}`), Options{}, []string{"prestop-exceeds-grace/error"}},
+		{"sleep infinity", pod("60", `{exec: {command: ["sh", "-c", "exec sleep infinity"]}}`), Options{}, []string{"prestop-exceeds-grace/error"}},
 		{"script starting with a long sleep", pod("60", `{exec: {command: ["bash", "-c", "sleep 70; nginx -s quit"]}}`), Options{}, []string{"prestop-exceeds-grace/error"}},
 		{"script with only a lower bound that fits", pod("60", `{exec: {command: ["sh", "-c", "sleep 5 && curl -XPOST localhost/drain"]}}`), Options{}, nil},
 		{"unknown duration", pod("5", `{httpGet: {path: /drain, port: 80}}`), Options{}, nil},

@@ -2,6 +2,7 @@ package lint
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"time"
 
@@ -146,6 +147,9 @@ func checkPod(o Object, opts Options) []Finding {
 }
 
 func atLeast(h hook) string {
+	if h.min == math.MaxInt64 {
+		return "forever"
+	}
 	if h.max == h.min {
 		return secs(h.min)
 	}
