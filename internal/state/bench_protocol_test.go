@@ -16,19 +16,7 @@ import (
 func atomicFsync4KiB(root, name string, payload []byte) error {
 	final := filepath.Join(root, shard(name), name)
 	tmp := final + tempSuffix
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(payload); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
+	if err := writeSynced(tmp, payload); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, final); err != nil {

@@ -62,7 +62,12 @@ func rate(b *testing.B, conc int, d time.Duration, op func(worker, i int) error)
 // shard directory of root as the store would put the name, so that both
 // sides spread over the same number of directories.
 func rawFsync4KiB(root, name string, payload []byte) error {
-	f, err := os.OpenFile(filepath.Join(root, shard(name), name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	return writeSynced(filepath.Join(root, shard(name), name), payload)
+}
+
+// writeSynced creates path (it must not exist), writes payload and fsyncs.
+func writeSynced(path string, payload []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 	if err != nil {
 		return err
 	}
