@@ -38,6 +38,7 @@ func newServerCommand() *cobra.Command {
 	f.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "address of the HTTP API (Flagger gate, state service)")
 	f.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "address of the Prometheus /metrics endpoint")
 	f.StringVar(&cfg.HealthAddr, "health-addr", cfg.HealthAddr, "address of /healthz and /readyz")
+	f.StringVar(&cfg.PprofAddr, "pprof-addr", "", "address of net/http/pprof (/debug/pprof/), for profiling; empty serves none. Keep it off the Service: it is unauthenticated")
 	f.BoolVar(&cfg.LeaderElect, "leader-elect", cfg.LeaderElect, "elect one replica to execute runs (a Lease); all replicas serve the API")
 	f.StringVar(&cfg.LeaderElectionNamespace, "leader-election-namespace", cfg.LeaderElectionNamespace, "namespace of the leader-election Lease")
 	f.DurationVar(&cfg.LeaseDuration, "leader-elect-lease-duration", cfg.LeaseDuration, "how long a lost leader's Lease blocks a new leader")

@@ -114,7 +114,13 @@ func BenchmarkGateVsLoadtester(b *testing.B) {
 	settings := settingsFromEnv(b)
 	env := clustertest.New(b)
 	c := adminClient(b)
-	lcURL, lcPid := startServerProcess(b)
+	// LASTCALL_BENCH_PPROF=host:port serves the server's pprof there, to
+	// profile it while wrk runs (go tool pprof http://host:port/debug/pprof/profile).
+	var extra []string
+	if addr := os.Getenv("LASTCALL_BENCH_PPROF"); addr != "" {
+		extra = append(extra, "--pprof-addr", addr)
+	}
+	lcURL, lcPid := startServerProcess(b, extra...)
 	lt, ltPid := startLoadtester(b)
 
 	app := newDrainApp()

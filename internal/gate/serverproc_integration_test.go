@@ -18,7 +18,7 @@ import (
 // process of its own, as deployed (and as the loadtester runs), so that a
 // benchmark measures its CPU and its garbage collector alone, not this test
 // binary's. It returns the API's base URL and the pid.
-func startServerProcess(b *testing.B) (string, int) {
+func startServerProcess(b *testing.B, extraArgs ...string) (string, int) {
 	b.Helper()
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "lastcall")
@@ -40,6 +40,7 @@ func startServerProcess(b *testing.B) (string, int) {
 		"--http-addr", api, "--health-addr", health, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", freePort(b)),
 		"--control-token-file", tokenFile, "--state-url", "file://"+filepath.Join(dir, "state"),
 		"--leader-elect=false", "--log-level", "warn")
+	cmd.Args = append(cmd.Args, extraArgs...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

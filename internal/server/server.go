@@ -38,6 +38,9 @@ type Config struct {
 	HTTPAddr    string
 	MetricsAddr string
 	HealthAddr  string
+	// PprofAddr serves net/http/pprof for profiling a live server; empty
+	// (the default) serves nothing.
+	PprofAddr string
 
 	LeaderElect             bool
 	LeaderElectionNamespace string
@@ -121,6 +124,7 @@ func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 		Scheme:                        Scheme(),
 		Metrics:                       metricsserver.Options{BindAddress: "0"}, // served below, with our registry
 		HealthProbeBindAddress:        cfg.HealthAddr,
+		PprofBindAddress:              cfg.PprofAddr,
 		LeaderElection:                cfg.LeaderElect,
 		LeaderElectionID:              "lastcall-controller",
 		LeaderElectionNamespace:       cfg.LeaderElectionNamespace,
