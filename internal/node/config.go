@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"time"
@@ -94,16 +95,41 @@ type Group struct {
 	Budget   time.Duration
 }
 
+// MaxConfigBytes bounds a config file: a kubelet config is a few KiB, and
+// anything far larger is the wrong file.
+const MaxConfigBytes = 1 << 20
+
+// MaxGroupBudget bounds one group's budget. logind caps its delay locks far
+// below it in practice; the bound keeps budget arithmetic from overflowing.
+const MaxGroupBudget = 24 * time.Hour
+
 // LoadConfig reads a YAML or JSON file with Config's fields. Unknown fields
 // are ignored, so the kubelet's own config file works.
 func LoadConfig(path string) (Config, error) {
-	var c Config
-	b, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
-		return c, fmt.Errorf("read config: %w", err)
+		return Config{}, fmt.Errorf("read config: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxConfigBytes+1))
+	if err != nil {
+		return Config{}, fmt.Errorf("read config %s: %w", path, err)
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		return c, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// ParseConfig parses the YAML or JSON form of Config (see LoadConfig).
+func ParseConfig(b []byte) (Config, error) {
+	var c Config
+	if len(b) > MaxConfigBytes {
+		return c, fmt.Errorf("larger than %d bytes", MaxConfigBytes)
 	}
 	if err := yaml.Unmarshal(b, &c); err != nil {
-		return c, fmt.Errorf("parse config %s: %w", path, err)
+		return Config{}, fmt.Errorf("parse: %w", err)
 	}
 	return c, nil
 }
@@ -170,6 +196,8 @@ func (c Config) Validate() error {
 		switch total, critical := c.ShutdownGracePeriod.Duration, c.ShutdownGracePeriodCriticalPods.Duration; {
 		case total <= 0:
 			errs = append(errs, errors.New("no budget: set shutdownGracePeriod or shutdownGracePeriodByPodPriority"))
+		case total > MaxGroupBudget:
+			errs = append(errs, fmt.Errorf("shutdownGracePeriod %s is longer than %s", total, MaxGroupBudget))
 		case critical < 0 || critical > total:
 			errs = append(errs, fmt.Errorf("shutdownGracePeriodCriticalPods %s must be between 0 and shutdownGracePeriod %s", critical, total))
 		}
@@ -182,6 +210,9 @@ func (c Config) Validate() error {
 		seen[p.Priority] = true
 		if p.ShutdownGracePeriodSeconds < 0 {
 			errs = append(errs, fmt.Errorf("shutdownGracePeriodByPodPriority: priority %d has a negative budget", p.Priority))
+		}
+		if p.ShutdownGracePeriodSeconds > int64(MaxGroupBudget/time.Second) {
+			errs = append(errs, fmt.Errorf("shutdownGracePeriodByPodPriority: priority %d: %d s is longer than %s", p.Priority, p.ShutdownGracePeriodSeconds, MaxGroupBudget))
 		}
 	}
 	if len(c.ShutdownGracePeriodByPodPriority) > 0 && Total(c.Groups()) <= 0 {
