@@ -40,11 +40,13 @@ type chunk struct {
 // takes about as long as its slowest stage (usually the disk) rather than
 // the sum. Read errors are wrapped in ErrIncompleteBody; write errors are
 // returned as they are. h is complete when copyHashed returns.
-func (s *Store) copyHashed(dst io.Writer, src io.Reader, h hash.Hash) (n int64, err error) {
+//
+// The caller has filled the first buffer from src already (n0 bytes, then
+// err: Put looks at it to tell small saves from streams); copyHashed takes
+// it over.
+func (s *Store) copyHashed(dst io.Writer, src io.Reader, h hash.Hash, first *buffer, n0 int, err error) (n int64, _ error) {
 	// Most saves fit in one buffer: they are copied right here, with no
 	// goroutine to start and wake up.
-	first := s.buffers.Get().(*buffer)
-	n0, err := fill(src, first.b)
 	if err != nil {
 		defer s.buffers.Put(first)
 		if err != io.EOF {

@@ -19,12 +19,12 @@ import (
 // version could vanish with its directory entry. Each version is written
 // to a temp file next to its final name, fsync'd, renamed, and the
 // directory fsync'd (shared by the writers of that directory, see
-// dirSyncer) before Put returns; the first time a directory is used, every
+// groupSyncer) before Put returns; the first time a directory is used, every
 // directory up to the root is fsync'd too, since MkdirAll may have just
 // created them. Reads, listings and deletes go through fileblob.
 type fileStore struct {
 	root string
-	dirs dirSyncer
+	dirs groupSyncer
 
 	mu      sync.Mutex
 	durable map[string]bool // directories whose own entry is known synced
@@ -176,4 +176,22 @@ func syncDir(dir string) error {
 		return fmt.Errorf("sync directory %s: %w", dir, err)
 	}
 	return nil
+}
+
+// writeFile writes a whole object held in memory as a version file, with
+// the same crash-atomic protocol as a streamed one.
+func (f *fileStore) writeFile(name string, data []byte) error {
+	v, err := f.create(name)
+	if err != nil {
+		return err
+	}
+	if _, err := v.Write(data); err != nil {
+		v.abort()
+		return err
+	}
+	if err := v.sync(); err != nil {
+		v.abort()
+		return err
+	}
+	return v.commit()
 }

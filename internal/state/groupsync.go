@@ -2,17 +2,19 @@ package state
 
 import "sync"
 
-// dirSyncer is group commit for directory fsyncs: writers that renamed into
-// the same directory at about the same time (a fleet of pods of one
-// namespace saving at once) share one fsync instead of queueing one each.
-// A writer is covered only by a sync that started after its rename: one
-// already under way may have missed it, so the writer waits for it to end
-// and joins the next.
-type dirSyncer struct {
+// groupSyncer is group commit for fsyncs: writers that changed the same
+// file or directory at about the same time (a fleet of pods of one
+// namespace renaming into a shard, saves appending to the journal) share
+// one sync instead of queueing one each. A writer is covered only by a
+// sync that started after its change: one already under way may have
+// missed it, so the writer waits for it to end and joins the next.
+type groupSyncer struct {
 	mu   sync.Mutex
 	dirs map[string]*dirSync
-	// syncFn is syncDir; tests count and fail the calls.
-	syncFn func(dir string) error
+	// syncFn syncs one target; nil means syncDir (the directory syncer of
+	// fileStore). The journal sets its segment's fdatasync; tests count and
+	// fail the calls.
+	syncFn func(target string) error
 }
 
 type dirSync struct {
@@ -26,7 +28,7 @@ type dirSync struct {
 
 // sync returns once a sync of dir that started after the call has ended,
 // with that sync's error (or a later one's, which covers the call too).
-func (d *dirSyncer) sync(dir string) error {
+func (d *groupSyncer) sync(dir string) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.dirs == nil {

@@ -15,7 +15,7 @@ func TestDirSyncsAreSharedButNeverStale(t *testing.T) {
 	var calls atomic.Int32
 	first := make(chan struct{})
 	release := make(chan struct{})
-	var d dirSyncer
+	var d groupSyncer
 	d.syncFn = func(string) error {
 		if calls.Add(1) == 1 {
 			close(first)
@@ -64,7 +64,7 @@ func TestDirSyncsAreSharedButNeverStale(t *testing.T) {
 
 func TestDirSyncErrorsReachEveryWriterItCovered(t *testing.T) {
 	boom := errors.New("EIO")
-	var d dirSyncer
+	var d groupSyncer
 	d.syncFn = func(dir string) error {
 		if dir == "/bad" {
 			return boom

@@ -58,17 +58,30 @@ func (s *Store) scan(ctx context.Context, prefix string) ([]listed, []stray, err
 }
 
 func (s *Store) scanOnce(ctx context.Context, prefix string) ([]listed, []stray, error) {
-	var out []listed
-	var strays []stray
+	// Pending versions first: one materialised and dropped from the
+	// overlay meanwhile is a file before it is dropped, so the file
+	// listing that follows sees it.
+	var journalled []listed
+	if s.journal != nil {
+		journalled = s.journal.listed(prefix)
+	}
+	out, strays, err := s.scanFiles(ctx, prefix)
+	if err != nil {
+		return nil, nil, err
+	}
+	out = mergePending(out, journalled)
+	sortVersions(out)
+	return out, strays, nil
+}
+
+// scanFiles lists the objects in the bucket, unsorted.
+func (s *Store) scanFiles(ctx context.Context, prefix string) ([]listed, []stray, error) {
 	if s.files != nil && strings.HasSuffix(prefix, "@") {
 		// One key on file://: a single directory read.
-		var err error
-		if out, strays, err = s.files.scanKey(prefix); err != nil {
-			return nil, nil, err
-		}
-		sortVersions(out)
-		return out, strays, nil
+		return s.files.scanKey(prefix)
 	}
+	var out []listed
+	var strays []stray
 	it := s.bucket.List(&blob.ListOptions{Prefix: prefix})
 	for {
 		obj, err := it.Next(ctx)
@@ -84,8 +97,24 @@ func (s *Store) scanOnce(ctx context.Context, prefix string) ([]listed, []stray,
 			strays = append(strays, stray{name: obj.Key, modTime: obj.ModTime})
 		}
 	}
-	sortVersions(out)
 	return out, strays, nil
+}
+
+// mergePending adds the pending versions a file listing lacks.
+func mergePending(files, pending []listed) []listed {
+	if len(pending) == 0 {
+		return files
+	}
+	seen := make(map[string]bool, len(files))
+	for _, v := range files {
+		seen[v.ns+"/"+v.key+"@"+v.version] = true
+	}
+	for _, p := range pending {
+		if !seen[p.ns+"/"+p.key+"@"+p.version] {
+			files = append(files, p)
+		}
+	}
+	return files
 }
 
 // sortVersions orders by key, newest first: version IDs sort by time.
@@ -167,6 +196,12 @@ func (s *Store) Delete(ctx context.Context, ns, key, version string) error {
 }
 
 func (s *Store) remove(ctx context.Context, name string) error {
+	if s.journal != nil {
+		// Replay must never bring a deleted version back.
+		if err := s.journal.settle(ctx, name); err != nil {
+			return fmt.Errorf("delete %s: %w", name, err)
+		}
+	}
 	err := s.bucket.Delete(ctx, name)
 	if err != nil && gcerrors.Code(err) != gcerrors.NotFound {
 		return fmt.Errorf("delete %s: %w", name, err)

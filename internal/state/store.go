@@ -1,6 +1,7 @@
 package state
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -35,6 +36,7 @@ const DefaultURL = "file:///var/lib/lastcall/state"
 type Store struct {
 	bucket  *blob.Bucket
 	files   *fileStore // set for file:// only
+	journal *journal   // file:// only, unless another process holds it
 	buffers sync.Pool
 	// beforeCommit, if set, runs after the payload is written and synced
 	// and before it is committed: the crash tests kill the process there.
@@ -45,6 +47,11 @@ type Store struct {
 // parameters), mem://, or s3://bucket?region=...&endpoint=... (any query
 // gocloud.dev's s3blob accepts, plus prefix=).
 func OpenStore(ctx context.Context, rawURL string) (*Store, error) {
+	return openStore(ctx, rawURL, journalConfig{})
+}
+
+// openStore is OpenStore with the journal tuned (tests only).
+func openStore(ctx context.Context, rawURL string, jc journalConfig) (*Store, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("open state store: %w", err)
@@ -77,11 +84,27 @@ func OpenStore(ctx context.Context, rawURL string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open state store: %w", err)
 	}
+	// Replayed before anything is served: the versions the journal holds
+	// are files from here on, or pending in the overlay.
+	if s.journal, err = openJournal(dir, s.files, jc); err != nil {
+		_ = s.bucket.Close()
+		return nil, fmt.Errorf("open state store: %w", err)
+	}
 	return s, nil
 }
 
-// Close releases the bucket.
-func (s *Store) Close() error { return s.bucket.Close() }
+// Close stops the journal's materialiser, writing out the versions still
+// pending, and releases the bucket.
+func (s *Store) Close() error {
+	var err error
+	if s.journal != nil {
+		err = s.journal.close()
+	}
+	if cerr := s.bucket.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 
 func objectName(ns, key, version string) string { return versionsPrefix(ns, key) + version }
 
@@ -204,14 +227,21 @@ func (s *Store) Put(ctx context.Context, opts PutOptions, body io.Reader) (Meta,
 		ID: newVersion(opts.Created), Pod: opts.Pod, ContentType: opts.ContentType, Created: opts.Created.UTC(),
 	}}
 	name := objectName(m.Namespace, m.Key, m.ID)
+	first := s.buffers.Get().(*buffer)
+	n0, err := fill(body, first.b)
+	if err == io.EOF && s.journal != nil {
+		// Small and whole in memory: journalled.
+		defer s.buffers.Put(first)
+		return s.putSmall(&opts, m, name, first.b[:n0])
+	}
 	var w versionWriter
-	var err error
 	if s.files != nil {
 		w, err = s.files.create(name)
 	} else {
 		w, err = newBlobVersion(ctx, s.bucket, name)
 	}
 	if err != nil {
+		s.buffers.Put(first)
 		return Meta{}, fmt.Errorf("write %s: %w", name, err)
 	}
 	abort := func(err error) (Meta, error) {
@@ -219,7 +249,7 @@ func (s *Store) Put(ctx context.Context, opts PutOptions, body io.Reader) (Meta,
 		return Meta{}, err
 	}
 	h := sha256.New()
-	if m.Size, err = s.copyHashed(w, body, h); err != nil {
+	if m.Size, err = s.copyHashed(w, body, h, first, n0, err); err != nil {
 		if errors.Is(err, ErrIncompleteBody) {
 			return abort(err)
 		}
@@ -244,6 +274,31 @@ func (s *Store) Put(ctx context.Context, opts PutOptions, body io.Reader) (Meta,
 	}
 	if err := w.commit(); err != nil {
 		return Meta{}, fmt.Errorf("commit %s: %w", name, err)
+	}
+	return m, nil
+}
+
+// putSmall stores a payload held in memory through the journal, or, when
+// the journal does not take it, as a file.
+func (s *Store) putSmall(opts *PutOptions, m Meta, name string, payload []byte) (Meta, error) {
+	sum := sha256.Sum256(payload)
+	m.Size, m.SHA256 = int64(len(payload)), hex.EncodeToString(sum[:])
+	if err := opts.checkSum(m.SHA256); err != nil {
+		return Meta{}, err
+	}
+	footer, err := encodeFooter(m)
+	if err != nil {
+		return Meta{}, fmt.Errorf("write %s: %w", name, err)
+	}
+	obj := make([]byte, 0, len(payload)+len(footer))
+	obj = append(append(obj, payload...), footer...)
+	if err := s.journal.put(name, obj); err == nil {
+		return m, nil
+	}
+	// Overlay or segment full, or the journal failed: the object is whole
+	// in memory, so it is written as a file as any save used to be.
+	if err := s.files.writeFile(name, obj); err != nil {
+		return Meta{}, fmt.Errorf("write %s: %w", name, err)
 	}
 	return m, nil
 }
@@ -299,6 +354,9 @@ func (s *Store) Open(ctx context.Context, ns, key, version string) (*Object, err
 		if _, err := ParseVersion(version); err != nil {
 			return nil, err
 		}
+		if obj, ok := s.openPending(ns, key, version); ok {
+			return obj, nil
+		}
 		a, err := s.bucket.Attributes(ctx, objectName(ns, key, version))
 		if err != nil {
 			return nil, s.readErr(ns, key, version, err)
@@ -324,6 +382,9 @@ func (s *Store) Open(ctx context.Context, ns, key, version string) (*Object, err
 }
 
 func (s *Store) open(ctx context.Context, ns, key, version string, size int64) (*Object, error) {
+	if obj, ok := s.openPending(ns, key, version); ok {
+		return obj, nil
+	}
 	name := objectName(ns, key, version)
 	m, err := s.readFooter(ctx, name, size)
 	if err != nil {
@@ -343,8 +404,30 @@ func (s *Store) readErr(ns, key, version string, err error) error {
 	return fmt.Errorf("read %s/%s version %s: %w", ns, key, version, err)
 }
 
-// readFooter reads the footer of an object of size bytes in one ranged read.
+// openPending opens a version the journal holds in memory.
+func (s *Store) openPending(ns, key, version string) (*Object, bool) {
+	if s.journal == nil {
+		return nil, false
+	}
+	data, ok := s.journal.lookup(objectName(ns, key, version))
+	if !ok {
+		return nil, false
+	}
+	m, err := decodeFooter(data, int64(len(data)))
+	if err != nil {
+		return nil, false // never: Put encoded it
+	}
+	return &Object{Meta: m, ReadCloser: io.NopCloser(bytes.NewReader(data[:m.Size]))}, true
+}
+
+// readFooter reads the footer of an object of size bytes in one ranged read
+// (or from memory while the journal holds it).
 func (s *Store) readFooter(ctx context.Context, name string, size int64) (Meta, error) {
+	if s.journal != nil {
+		if data, ok := s.journal.lookup(name); ok {
+			return decodeFooter(data, int64(len(data)))
+		}
+	}
 	n := min(size, maxFooterJSON+trailerLen)
 	if n < trailerLen {
 		return Meta{}, fmt.Errorf("%w: %s has %d bytes", ErrCorrupt, name, size)
