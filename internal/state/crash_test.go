@@ -36,6 +36,9 @@ func runCrashChild() {
 	if dir == "" {
 		return
 	}
+	if point := os.Getenv(crashPointEnv); strings.HasPrefix(point, "journal-") {
+		runJournalCrashChild(dir, point)
+	}
 	ready := func() {
 		fmt.Println("ready")
 		select {}
