@@ -243,15 +243,17 @@ func (j *journal) listed(prefix string) []listed {
 
 // settle returns once name, if it is pending, is a file and a durable
 // checkpoint covers it: only then may it be deleted, or replay after a
-// crash would bring it back.
-func (j *journal) settle(ctx context.Context, name string) error {
+// crash would bring it back. urgent has the materialiser run now (a
+// client's DELETE); otherwise (retention) it waits for the next pause in
+// saves, so that pruning during a burst adds no file writes to it.
+func (j *journal) settle(ctx context.Context, name string, urgent bool) error {
 	j.mu.Lock()
 	p := j.over.byName[name]
 	j.mu.Unlock()
 	if p == nil {
 		return nil
 	}
-	if err := j.waitCheckpoint(ctx, p.seq); err != nil {
+	if err := j.waitCheckpoint(ctx, p.seq, urgent); err != nil {
 		return fmt.Errorf("materialise %s: %w", name, err)
 	}
 	return nil
@@ -262,12 +264,12 @@ func (j *journal) flush(ctx context.Context) error {
 	j.mu.Lock()
 	last := j.next - 1
 	j.mu.Unlock()
-	return j.waitCheckpoint(ctx, last)
+	return j.waitCheckpoint(ctx, last, true)
 }
 
-// waitCheckpoint has the materialiser run now and returns once the
-// checkpoint reaches seq, or with the error that stopped it.
-func (j *journal) waitCheckpoint(ctx context.Context, seq uint64) error {
+// waitCheckpoint returns once the checkpoint reaches seq, or with the error
+// that stopped the materialiser; urgent has it run now.
+func (j *journal) waitCheckpoint(ctx context.Context, seq uint64, urgent bool) error {
 	for {
 		j.mu.Lock()
 		if j.checkpoint >= seq {
@@ -278,10 +280,14 @@ func (j *journal) waitCheckpoint(ctx context.Context, seq uint64) error {
 			j.mu.Unlock()
 			return errors.New("journal closed")
 		}
-		j.want = max(j.want, seq)
+		if urgent {
+			j.want = max(j.want, seq)
+		}
 		ch := j.changed
 		j.mu.Unlock()
-		j.kick()
+		if urgent {
+			j.kick()
+		}
 		select {
 		case <-ch:
 		case <-ctx.Done():

@@ -181,24 +181,26 @@ func (s *Store) Delete(ctx context.Context, ns, key, version string) error {
 		if _, err := ParseVersion(version); err != nil {
 			return err
 		}
-		return s.remove(ctx, objectName(ns, key, version))
+		return s.remove(ctx, objectName(ns, key, version), true)
 	}
 	vs, err := s.listVersions(ctx, ns, key)
 	if err != nil {
 		return err
 	}
 	for _, v := range vs {
-		if err := s.remove(ctx, objectName(ns, v.key, v.version)); err != nil {
+		if err := s.remove(ctx, objectName(ns, v.key, v.version), true); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func (s *Store) remove(ctx context.Context, name string) error {
+// remove deletes an object; urgent is false for retention, which may wait
+// for a journalled version's file until saves pause (see journal.settle).
+func (s *Store) remove(ctx context.Context, name string, urgent bool) error {
 	if s.journal != nil {
 		// Replay must never bring a deleted version back.
-		if err := s.journal.settle(ctx, name); err != nil {
+		if err := s.journal.settle(ctx, name, urgent); err != nil {
 			return fmt.Errorf("delete %s: %w", name, err)
 		}
 	}
