@@ -112,6 +112,8 @@ type Server struct {
 	Kube  kubernetes.Interface
 	Authn *auth.Authenticator
 	Authz *auth.Authorizer
+	// store is the state store; Run closes it last.
+	store *state.Store
 }
 
 // New builds the manager and the run controller.
@@ -171,6 +173,7 @@ func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.store = store
 	// After the store: saveState steps write to it in-process.
 	hc := &http.Client{}
 	if _, err := run.NewController(mgr, run.Options{Actions: s.runActions(store, hc), HTTPClient: hc, Metrics: run.NewMetrics(reg), CallbackURL: cfg.CallbackURL}); err != nil {
@@ -205,7 +208,17 @@ func (s *Server) Run(ctx context.Context) error {
 			return err
 		}
 	}
-	return s.mgr.Start(ctx)
+	err := s.mgr.Start(ctx)
+	// Last, once the listeners and the runs have stopped and nothing writes
+	// to it: closing the store writes out the saves its journal still holds
+	// in memory, so that the next start has nothing to replay.
+	if cerr := s.store.Close(); cerr != nil {
+		s.log.Error("close state store", "err", cerr)
+		if err == nil {
+			err = fmt.Errorf("close state store: %w", cerr)
+		}
+	}
+	return err
 }
 
 // httpRunnable serves on every replica (no leader election) and shuts down
