@@ -36,6 +36,20 @@ const controlToken = "control-secret-for-test"
 // first: the run controller watches them.
 func stateServer(t *testing.T) string {
 	t.Helper()
+	base, _, stop := startStateServer(t)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("server: %v", err)
+		}
+	})
+	return base
+}
+
+// startStateServer is stateServer with the store's directory and a stop
+// that ends the server and returns what its Run returned; it may be called
+// more than once.
+func startStateServer(t *testing.T) (base, stateDir string, stop func() error) {
+	t.Helper()
 	applyKustomization(t, "../../deploy/crds")
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "control-token")
@@ -54,13 +68,17 @@ func stateServer(t *testing.T) string {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("server: %v", err)
+	var stopped bool
+	var runErr error
+	stop = func() error {
+		if !stopped {
+			cancel()
+			runErr, stopped = <-done, true
 		}
-	})
-	base := "http://" + addr
+		return runErr
+	}
+	t.Cleanup(func() { _ = stop() })
+	base = "http://" + addr
 	clustertest.Eventually(t, 30*time.Second, func(ctx context.Context) (bool, error) {
 		resp, err := http.Get(base + "/v1/state/x/")
 		if err != nil {
@@ -69,7 +87,7 @@ func stateServer(t *testing.T) string {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusUnauthorized, nil
 	}, "the server's API to listen")
-	return base
+	return base, filepath.Join(dir, "state"), stop
 }
 
 func freePort(t *testing.T) int {
