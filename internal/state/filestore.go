@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // fileStore writes file:// versions itself rather than through fileblob,
@@ -21,10 +22,18 @@ import (
 // directory fsync'd (shared by the writers of that directory, see
 // groupSyncer) before Put returns; the first time a directory is used, every
 // directory up to the root is fsync'd too, since MkdirAll may have just
-// created them. Reads, listings and deletes go through fileblob.
+// created them. The journal's materialiser skips these syncs and makes a
+// whole batch durable at once (see writeBatch). Reads, listings and
+// deletes go through fileblob.
 type fileStore struct {
 	root string
 	dirs groupSyncer
+	// syncFS flushes the whole file system (see writeBatch); nil means
+	// syncFS. Tests count and fail the calls.
+	syncFS func(root *os.File) error
+	// noSyncFS is set once syncfs turned out unsupported at run time:
+	// batches are written file by file from then on.
+	noSyncFS atomic.Bool
 
 	mu      sync.Mutex
 	durable map[string]bool // directories whose own entry is known synced
@@ -88,6 +97,14 @@ func (v *fileVersion) sync() error { return v.f.Sync() }
 // commit renames the synced temp file into place and makes the rename
 // durable.
 func (v *fileVersion) commit() error {
+	if err := v.rename(); err != nil {
+		return err
+	}
+	return v.store.committed(filepath.Dir(v.final))
+}
+
+// rename closes the temp file and renames it into place, syncing neither.
+func (v *fileVersion) rename() error {
 	if err := v.f.Close(); err != nil {
 		_ = os.Remove(v.f.Name())
 		return err
@@ -96,7 +113,7 @@ func (v *fileVersion) commit() error {
 		_ = os.Remove(v.f.Name())
 		return err
 	}
-	return v.store.committed(filepath.Dir(v.final))
+	return nil
 }
 
 func (v *fileVersion) abort() {

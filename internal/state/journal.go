@@ -18,7 +18,8 @@ import (
 // segment, and the saves that arrive together share one fdatasync (see
 // groupSyncer); Put returns once its record is synced. The version is
 // served from memory (the overlay) until a background materialiser has
-// written it as a file, crash-atomically, and a durable checkpoint says so.
+// written it as a file, made its batch durable with one syncfs (see
+// writeBatch), and a durable checkpoint says so.
 // OpenStore replays what the checkpoint does not cover before it returns.
 // docs/state.md describes the model.
 
@@ -37,8 +38,8 @@ const (
 	// writes their files: a burst (a rollout) pays for its journal syncs
 	// only, and the files are written once it is over.
 	defaultQuiet = 20 * time.Millisecond
-	// materialisers is how many files are written at once; their fsyncs
-	// share the file system's journal commits.
+	// materialisers is how many files are written at once (where there is
+	// no syncfs, their fsyncs share the file system's journal commits).
 	materialisers = 8
 	// retryDelay spaces materialisation attempts after a failure.
 	retryDelay = time.Second

@@ -43,6 +43,24 @@ func runJournalCrashChild(dir, point string) {
 		j.mu.Unlock()
 	case "journal-deleted":
 		err = s.Delete(context.Background(), "team-a", "k", m.ID)
+	case "journal-renamed":
+		// The materialiser's batch renamed into place, its syncfs and
+		// checkpoint not reached; and one more write left as a temp file.
+		put("short", "will be cut short")
+		put("empty", "will be emptied")
+		j := s.journal
+		j.mu.Lock()
+		batch := j.over.unmaterialised()
+		j.mu.Unlock()
+		for _, p := range batch {
+			if err == nil {
+				err = s.files.writeUnsynced(p.name, p.data)
+			}
+		}
+		var v *fileVersion
+		if v, err = s.files.create(objectName("team-a", "k", newVersion(time.Now()))); err == nil {
+			_, err = v.Write([]byte("half"))
+		}
 	}
 	if err != nil {
 		fmt.Println(point+":", err)
@@ -145,5 +163,73 @@ func TestDeletedThenKilledIsNotResurrected(t *testing.T) {
 	}
 	if f := files(t, dir); len(f) != 0 {
 		t.Fatalf("files after the crash %v, want none", f)
+	}
+}
+
+// TestKilledBeforeSyncfsRewritesFilesTheCrashCut: the materialiser renamed
+// its batch into place without syncing, and the crash left one file short
+// one empty and one zeros of the right size (as a power cut before the
+// syncfs can), plus a temp file.
+// Replay rewrites both from the journal before OpenStore returns.
+func TestKilledBeforeSyncfsRewritesFilesTheCrashCut(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "state")
+	crashJournalChild(t, dir, "journal-renamed")
+	want := map[string]string{"k": "acknowledged", "short": "will be cut short", "empty": "will be emptied"}
+	var versions []string
+	for _, f := range files(t, dir) {
+		if strings.HasSuffix(f, tempSuffix) {
+			continue
+		}
+		versions = append(versions, f)
+		ns, key, _, _ := splitName(f)
+		switch path := filepath.Join(dir, filepath.FromSlash(f)); ns + "/" + key {
+		case "team-a/short":
+			if err := os.Truncate(path, int64(len(want["short"]))/2); err != nil {
+				t.Fatal(err)
+			}
+		case "team-a/empty":
+			if err := os.Truncate(path, 0); err != nil {
+				t.Fatal(err)
+			}
+		case "team-a/k": // the right size, blocks never written
+			info, err := os.Stat(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, make([]byte, info.Size()), 0o640); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(versions) != 3 {
+		t.Fatalf("files before reopening %v, want the three renamed versions", files(t, dir))
+	}
+	s, err := openStore(context.Background(), "file://"+dir, held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.journal.checkpoint != 3 {
+		t.Fatalf("checkpoint %d after replay, want 3", s.journal.checkpoint)
+	}
+	for key, payload := range want {
+		// readAll checks the payload against the footer's sha256.
+		if got := readAll(t, s, "team-a", key, ""); got != payload {
+			t.Fatalf("%s reads %q, want %q", key, got, payload)
+		}
+	}
+	for _, f := range versions { // whole on disk, not only in memory
+		b, err := os.ReadFile(filepath.Join(dir, filepath.FromSlash(f)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := decodeFooter(b, int64(len(b)))
+		if err != nil || m.SHA256 != sum(b[:m.Size]) || string(b[:m.Size]) != want[m.Key] {
+			t.Fatalf("%s after replay: %q, %+v, %v", f, b, m, err)
+		}
+	}
+	items, err := s.List(context.Background(), "team-a")
+	if err != nil || len(items) != 3 {
+		t.Fatalf("List = %+v, %v; want three keys of one version each, the temp file unseen", items, err)
 	}
 }

@@ -2,9 +2,11 @@ package state
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -16,7 +18,7 @@ import (
 // torn, zeros (never written), or stale (left by an earlier lap of the
 // segment, so numbered lower); no acknowledged record lies beyond it,
 // because a record is acknowledged only once it and all before it are
-// synced. Afterwards everything is in files, the checkpoint says so, and
+// synced. Afterwards everything is a durable file, the checkpoint says so, and
 // the next record goes to the segment's start.
 func (j *journal) replay(cp uint64) error {
 	info, err := j.seg.Stat()
@@ -34,7 +36,15 @@ func (j *journal) replay(cp uint64) error {
 			todo = append(todo, &pending{name: r.name, seq: r.seq, data: r.data})
 		}
 	}
-	if err := writeAll(j.files, missing(j.files, todo), func(*pending) {}); err != nil {
+	bad, whole, err := missing(j.files, todo)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	// Rewritten the direct way, each durable before the checkpoint moves.
+	if err := writeAll(bad, j.files.writeFile, func(*pending) {}); err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	if err := j.files.syncExisting(whole); err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
 	if last > cp {
@@ -89,17 +99,42 @@ func ignoreEOF(err error) error {
 	return fmt.Errorf("read segment: %w", err)
 }
 
-// missing leaves out the versions whose file already exists: a file under
-// a version's name is always whole (it was renamed into place after its
-// sync), and version names are never reused.
-func missing(files *fileStore, ps []*pending) []*pending {
-	var out []*pending
+// missing sorts the versions into those to write and the names of those
+// whose file is already whole: byte for byte the record's object, payload
+// and footer. A crash before the materialiser's syncfs can leave a file
+// under its final name that is empty, short, or holds blocks that were
+// never written; version names are never reused, so a matching file can
+// only be this version's.
+func missing(files *fileStore, ps []*pending) (bad []*pending, whole []string, err error) {
 	for _, p := range ps {
-		info, err := os.Lstat(filepath.Join(files.root, filepath.FromSlash(p.name)))
-		if err == nil && info.Mode().IsRegular() && info.Size() == int64(len(p.data)) {
-			continue
+		ok, err := sameFile(filepath.Join(files.root, filepath.FromSlash(p.name)), p.data)
+		if err != nil {
+			return nil, nil, err
 		}
-		out = append(out, p)
+		if ok {
+			whole = append(whole, p.name)
+		} else {
+			bad = append(bad, p)
+		}
 	}
-	return out
+	return bad, whole, nil
+}
+
+// sameFile reports whether path is a regular file holding exactly data.
+func sameFile(path string, data []byte) (bool, error) {
+	info, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if !info.Mode().IsRegular() || info.Size() != int64(len(data)) {
+		return false, nil
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", path, err)
+	}
+	return bytes.Equal(got, data), nil
 }

@@ -40,16 +40,16 @@ func (j *journal) urgent() bool {
 	return j.want > j.checkpoint || j.over.bytes > j.cfg.overlayBytes/2 || j.off > j.cfg.segmentBytes/2
 }
 
-// materialise writes every pending version without a file, with the
-// store's crash-atomic protocol, then writes the checkpoint that covers
-// them, forgets them, and starts the segment over when nothing in it is
-// needed any more.
+// materialise writes every pending version without a file, makes them
+// durable as a batch (see writeBatch), then writes the checkpoint that
+// covers them, forgets them, and starts the segment over when nothing in
+// it is needed any more.
 func (j *journal) materialise() error {
 	j.mu.Lock()
 	batch := j.over.unmaterialised()
 	j.mu.Unlock()
 	slices.SortFunc(batch, func(a, b *pending) int { return cmp.Compare(a.seq, b.seq) })
-	err := writeAll(j.files, batch, func(p *pending) {
+	err := j.files.writeBatch(batch, func(p *pending) {
 		j.mu.Lock()
 		p.materialised = true
 		j.mu.Unlock()
@@ -84,9 +84,10 @@ func (j *journal) materialise() error {
 	return err
 }
 
-// writeAll writes the pending versions as files, materialisers at a time,
-// calling done for each one written, and returns the first error.
-func writeAll(files *fileStore, ps []*pending, done func(*pending)) error {
+// writeAll writes the pending versions as files with write, materialisers
+// at a time, calling done for each one written, and returns the first
+// error.
+func writeAll(ps []*pending, write func(name string, data []byte) error, done func(*pending)) error {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var first error
@@ -95,7 +96,7 @@ func writeAll(files *fileStore, ps []*pending, done func(*pending)) error {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			if err := files.writeFile(p.name, p.data); err != nil {
+			if err := write(p.name, p.data); err != nil {
 				mu.Lock()
 				if first == nil {
 					first = fmt.Errorf("materialise %s: %w", p.name, err)
