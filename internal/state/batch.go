@@ -67,12 +67,8 @@ func (f *fileStore) writeBatch(ps []*pending, done func(*pending)) error {
 // writeUnsynced writes a whole object as a version file with a temp file
 // and a rename, and syncs nothing: for versions the journal still holds.
 func (f *fileStore) writeUnsynced(name string, data []byte) error {
-	v, err := f.create(name)
+	v, err := f.writeTemp(name, data)
 	if err != nil {
-		return err
-	}
-	if _, err := v.Write(data); err != nil {
-		v.abort()
 		return err
 	}
 	return v.rename()

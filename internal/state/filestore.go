@@ -198,12 +198,8 @@ func syncDir(dir string) error {
 // writeFile writes a whole object held in memory as a version file, with
 // the same crash-atomic protocol as a streamed one.
 func (f *fileStore) writeFile(name string, data []byte) error {
-	v, err := f.create(name)
+	v, err := f.writeTemp(name, data)
 	if err != nil {
-		return err
-	}
-	if _, err := v.Write(data); err != nil {
-		v.abort()
 		return err
 	}
 	if err := v.sync(); err != nil {
@@ -211,4 +207,17 @@ func (f *fileStore) writeFile(name string, data []byte) error {
 		return err
 	}
 	return v.commit()
+}
+
+// writeTemp writes a whole object to a new temp file for name.
+func (f *fileStore) writeTemp(name string, data []byte) (*fileVersion, error) {
+	v, err := f.create(name)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := v.Write(data); err != nil {
+		v.abort()
+		return nil, err
+	}
+	return v, nil
 }
