@@ -1,3 +1,5 @@
+// The syncfs tests: Linux only, where the materialiser uses syncfs(2).
+
 package state
 
 import (
@@ -31,9 +33,6 @@ func countSyncs(s *Store, fn func(*os.File) error) (syncfs, dirs *atomic.Int64) 
 }
 
 func TestMaterialiserSyncsTheFileSystemOncePerBatch(t *testing.T) {
-	if !syncFSAvailable {
-		t.Skip("no syncfs here")
-	}
 	s, dir := newFileStoreWith(t, held)
 	syncfs, dirs := countSyncs(s, nil)
 	for i := range 20 {
@@ -79,9 +78,6 @@ func TestMaterialiserFallsBackToFileByFileWithoutSyncfs(t *testing.T) {
 }
 
 func TestFailedSyncfsKeepsTheBatchPendingAndRemovesItsFiles(t *testing.T) {
-	if !syncFSAvailable {
-		t.Skip("no syncfs here")
-	}
 	s, dir := newFileStoreWith(t, held)
 	var fail atomic.Bool
 	fail.Store(true)
