@@ -219,7 +219,11 @@ func soakOne(t *testing.T, i int, root, stateURL, tokenFile string, budget, rese
 			t.Errorf("run %d: the summary does not say why save was not done:\n%s", i, r.summary)
 		}
 	}
-	if budget > reserve+time.Second && !(r.drained && r.saved) {
+	// Plenty: the drain step gets a quarter of the time left (the app's
+	// drain is an fsync), at least 500 ms; with a second, fsyncs on this
+	// shared 2-core CI machine, busy with other packages' etcds, overran
+	// its 250 ms now and then.
+	if budget > reserve+2*time.Second && !(r.drained && r.saved) {
 		t.Errorf("run %d: budget %s should be plenty:\n%s", i, budget, r.summary)
 	}
 	return r
