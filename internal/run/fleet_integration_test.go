@@ -4,12 +4,14 @@ package run_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -120,10 +122,7 @@ func newFleet(t testing.TB, env *clustertest.Env, name string, n int, handler fu
 		return len(list.Items) == n, nil
 	}, "%d pods of %s to run", n, name)
 	for _, p := range f.pods {
-		l, err := net.Listen("tcp", net.JoinHostPort(p.Status.PodIP, "8080"))
-		if err != nil {
-			t.Fatalf("listen on %s: %v", p.Status.PodIP, err)
-		}
+		l := listenPodIP(t, p.Status.PodIP)
 		h := handler(p.Name)
 		podName := p.Name
 		srv := &http.Server{ReadHeaderTimeout: time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -165,3 +164,22 @@ func waitComplete(t testing.TB, c client.Client, ns, name string, timeout time.D
 }
 
 func dur(d time.Duration) *metav1.Duration { return &metav1.Duration{Duration: d} }
+
+// listenPodIP listens on a pod's IP. kwok hands a deleted pod's IP to the
+// next pod at once, so a listener of the pod that had it may still be
+// closing: an address in use is tried again for a few seconds.
+func listenPodIP(t testing.TB, ip string) net.Listener {
+	t.Helper()
+	addr := net.JoinHostPort(ip, "8080")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		l, err := net.Listen("tcp", addr)
+		if err == nil {
+			return l
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			t.Fatalf("listen on %s: %v", ip, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
