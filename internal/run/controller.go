@@ -158,7 +158,13 @@ func (c *Controller) execute(ctx context.Context, run *v1alpha1.TerminationRun) 
 	go w.loop(wctx)
 
 	var policy v1alpha1.TerminationPolicy
-	err := c.client.Get(ctx, client.ObjectKey{Namespace: run.Namespace, Name: run.Spec.PolicyRef.Name}, &policy)
+	key := client.ObjectKey{Namespace: run.Namespace, Name: run.Spec.PolicyRef.Name}
+	err := c.client.Get(ctx, key, &policy)
+	if apierrors.IsNotFound(err) {
+		// The cache may not show yet a policy created just before the run
+		// (the node agent, a script): the API server decides.
+		err = c.reader.Get(ctx, key, &policy)
+	}
 	if apierrors.IsNotFound(err) {
 		return c.fail(ctx, w, run, "PolicyNotFound", fmt.Sprintf("TerminationPolicy %s not found", run.Spec.PolicyRef.Name))
 	}
