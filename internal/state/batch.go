@@ -131,15 +131,7 @@ func (f *fileStore) markDurable(names []string) {
 }
 
 func syncFile(path string) error {
-	file, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	err = file.Sync()
-	if cerr := file.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
+	if err := syncPath(path); err != nil {
 		return fmt.Errorf("sync %s: %w", path, err)
 	}
 	return nil
