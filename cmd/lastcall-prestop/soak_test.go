@@ -1,3 +1,9 @@
+// The soak runs in `make unit` only: it needs no cluster, and its drain
+// deadlines are real time, which the integration pass (control planes and
+// the Flagger scenario on the same cores) makes noisy for no extra proof.
+
+//go:build !integration
+
 package main
 
 import (
