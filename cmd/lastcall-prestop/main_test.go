@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"testing"
 )
 
@@ -45,30 +43,4 @@ func buildStatic(out, pkg string) error {
 		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
 	}
 	return nil
-}
-
-// countRecords returns n when path holds the records 1..n in order, and
-// fails t otherwise: a gap or a repeat is corruption, not loss.
-func countRecords(t *testing.T, path string) int {
-	t.Helper()
-	f, err := os.Open(path)
-	if os.IsNotExist(err) {
-		return 0
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	n := 0
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, err := strconv.Atoi(sc.Text()); err != nil || v != n+1 {
-			t.Fatalf("%s: %q after record %d", path, sc.Text(), n)
-		}
-		n++
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return n
 }

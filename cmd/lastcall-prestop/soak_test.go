@@ -7,6 +7,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -353,4 +355,30 @@ func poll(t *testing.T, cond func() bool, what string, args ...any) {
 		}
 		time.Sleep(5 * time.Millisecond) // poll interval
 	}
+}
+
+// countRecords returns n when path holds the records 1..n in order, and
+// fails t otherwise: a gap or a repeat is corruption, not loss.
+func countRecords(t *testing.T, path string) int {
+	t.Helper()
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return 0
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, err := strconv.Atoi(sc.Text()); err != nil || v != n+1 {
+			t.Fatalf("%s: %q after record %d", path, sc.Text(), n)
+		}
+		n++
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
