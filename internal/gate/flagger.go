@@ -16,7 +16,7 @@ import (
 // a revision creates the run; every later call, on any replica, is answered
 // from the informer cache.
 func (s *Server) flaggerGate(w http.ResponseWriter, r *http.Request) (string, string) {
-	p, err := s.readPayload(w, r)
+	p, err := s.readPayload(r)
 	if err != nil {
 		return s.fail(w, r, err), hookNone
 	}

@@ -78,10 +78,13 @@ func DecodePayload(body []byte) (Payload, error) {
 	}
 	p, ok := fastDecode(body)
 	if !ok {
-		p = Payload{}
-		if err := json.Unmarshal(body, &p); err != nil {
+		// A variable of its own: taking p's address would move p to the
+		// heap on the fast path too.
+		var slow Payload
+		if err := json.Unmarshal(body, &slow); err != nil {
 			return Payload{}, invalid("%s", jsonError(err))
 		}
+		p = slow
 	}
 	if p.Name == "" || p.Namespace == "" {
 		return Payload{}, invalid("name and namespace of the canary are required")

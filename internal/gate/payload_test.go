@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -189,6 +190,32 @@ func TestFastDecodeTakesFlaggersPayloadAndLeavesTheRestToEncodingJSON(t *testing
 		}
 		if _, err := DecodePayload([]byte(body)); err != nil {
 			t.Errorf("%s: %v, want it decoded by encoding/json", body, err)
+		}
+	}
+}
+
+// A small body's fields share the decoder's one copy of it; a large body's
+// fields get their own memory, so that a field kept after the request (a
+// memo key) cannot hold the whole body.
+func TestFastDecodeSharesOnlySmallBodies(t *testing.T) {
+	// offset is where Namespace starts relative to Name in the body.
+	const head = `{"name":"web","namespace":"shop"`
+	offset := uintptr(strings.Index(head, "shop") - strings.Index(head, "web"))
+	shares := func(p Payload) bool {
+		return uintptr(unsafe.Pointer(unsafe.StringData(p.Namespace)))-uintptr(unsafe.Pointer(unsafe.StringData(p.Name))) == offset
+	}
+	small := head + `}`
+	large := head + `,"metadata":{"pad":"` + strings.Repeat("x", 2*maxSharedBody) + `"}}`
+	for _, tc := range []struct {
+		body  string
+		share bool
+	}{{small, true}, {large, false}} {
+		p, ok := fastDecode([]byte(tc.body))
+		if !ok || p.Name != "web" || p.Namespace != "shop" {
+			t.Fatalf("%d-byte body: %+v, %v", len(tc.body), p, ok)
+		}
+		if got := shares(p); got != tc.share {
+			t.Errorf("%d-byte body: fields share one copy = %v, want %v", len(tc.body), got, tc.share)
 		}
 	}
 }

@@ -73,6 +73,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) string 
 		w.Header().Set("WWW-Authenticate", `Bearer realm="lastcall"`)
 	case code == http.StatusBadRequest && reason == ReasonMethodNotAllowed:
 		w.Header().Set("Allow", http.MethodPost)
+	case code == http.StatusRequestEntityTooLarge:
+		// What http.MaxBytesReader would do: the rest of the body is not
+		// read, so the connection cannot serve another request.
+		w.Header().Set("Connection", "close")
 	case code >= 500:
 		s.log.Error("gate request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		msg = http.StatusText(code)

@@ -3,8 +3,8 @@ package gate
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -106,7 +106,7 @@ func newServer(c clients, authn *auth.Authenticator, authz *auth.Authorizer, opt
 		opts:    opts,
 		log:     opts.Logger,
 		metrics: newMetrics(opts.Registerer),
-		bufs:    sync.Pool{New: func() any { return new(bytes.Buffer) }},
+		bufs:    sync.Pool{New: func() any { return new(bodyBuffer) }},
 	}
 }
 
@@ -176,22 +176,34 @@ func hookLabel(p Payload) string {
 	return string(h)
 }
 
-// readPayload reads and decodes a POSTed payload within the size limit.
-func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) (Payload, error) {
-	if r.ContentLength > s.opts.MaxBodyBytes {
-		return Payload{}, &http.MaxBytesError{Limit: s.opts.MaxBodyBytes}
+// bodyBuffer reads one request body. Pooled with its limiting reader:
+// http.MaxBytesReader would allocate a reader per request on the hot
+// endpoints.
+type bodyBuffer struct {
+	buf bytes.Buffer
+	lim io.LimitedReader
+}
+
+// readPayload reads and decodes a POSTed payload within the size limit. The
+// decoded payload shares nothing with the pooled buffer.
+func (s *Server) readPayload(r *http.Request) (Payload, error) {
+	limit := s.opts.MaxBodyBytes
+	if r.ContentLength > limit {
+		return Payload{}, &http.MaxBytesError{Limit: limit}
 	}
-	buf := s.bufs.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer s.bufs.Put(buf)
-	if _, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes)); err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return Payload{}, err
-		}
+	bb := s.bufs.Get().(*bodyBuffer)
+	defer s.bufs.Put(bb)
+	bb.buf.Reset()
+	bb.lim = io.LimitedReader{R: r.Body, N: limit + 1} // one byte more tells a body over the limit
+	_, err := bb.buf.ReadFrom(&bb.lim)
+	bb.lim.R = nil // the pool must not keep the request alive
+	if err != nil {
 		return Payload{}, invalid("read body: %v", err)
 	}
-	return DecodePayload(buf.Bytes())
+	if int64(bb.buf.Len()) > limit {
+		return Payload{}, &http.MaxBytesError{Limit: limit}
+	}
+	return DecodePayload(bb.buf.Bytes())
 }
 
 // authenticate checks the bearer token before any body is read; a failure
@@ -227,7 +239,7 @@ func (s *Server) control(w http.ResponseWriter, r *http.Request) (auth.User, Pay
 	if err != nil {
 		return u, Payload{}, err
 	}
-	p, err := s.readPayload(w, r)
+	p, err := s.readPayload(r)
 	if err != nil {
 		return u, p, err
 	}

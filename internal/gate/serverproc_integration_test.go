@@ -22,7 +22,7 @@ func startServerProcess(b *testing.B, extraArgs ...string) (string, int) {
 	b.Helper()
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "lastcall")
-	if out, err := exec.Command("go", "build", "-trimpath", "-o", bin, "../../cmd/lastcall").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "../../cmd/lastcall").CombinedOutput(); err != nil {
 		b.Fatalf("build lastcall: %v\n%s", err, out)
 	}
 	tokenFile := filepath.Join(dir, "token")

@@ -16,7 +16,7 @@ import (
 // including when the canary has no Gate yet.
 func (s *Server) check(sw Switch) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) (string, string) {
-		p, err := s.readPayload(w, r)
+		p, err := s.readPayload(r)
 		if err != nil {
 			return s.fail(w, r, err), hookNone
 		}
