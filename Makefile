@@ -9,10 +9,15 @@ LDFLAGS := -s -w -X github.com/lastcall-dev/lastcall/internal/version.Version=$(
 # Integration tests start a real control plane per package; two at once is
 # what 2 cores carry well.
 TEST_PARALLEL ?= 2
-# Test binaries: -trimpath keeps the build cache valid for a checkout at any
-# path (CI clones afresh), and -w skips DWARF, a third of each link; stack
-# traces do not need it.
-TESTFLAGS ?= -trimpath -ldflags=-w
+# Every go command here (vet, staticcheck's package loading, tests, the
+# control-plane and peer builds) compiles with -trimpath: one set of flags,
+# so each dependency is compiled once on a fresh machine and shared by all
+# of them, and the cache stays valid for a checkout at any path (CI clones
+# afresh).
+export GOFLAGS := $(strip $(GOFLAGS) -trimpath)
+# Test binaries skip DWARF (-w), a third of each link; stack traces do not
+# need it.
+TESTFLAGS ?= -ldflags=-w
 
 .PHONY: deps bench all build test lint fmt-check vet staticcheck unit integration devcluster minio demo generate verify-generate clean
 

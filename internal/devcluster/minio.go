@@ -70,7 +70,8 @@ func EnsureMinio(ctx context.Context, opts MinioOptions) (string, error) {
 		return "", fmt.Errorf("create build dir: %w", err)
 	}
 	defer os.RemoveAll(gobin)
-	cmd := exec.CommandContext(ctx, goTool(), "install", minioModule+"@"+MinioVersion)
+	args := append(append([]string{"install"}, toolBuildFlags("")...), minioModule+"@"+MinioVersion)
+	cmd := exec.CommandContext(ctx, goTool(), args...)
 	cmd.Dir = dir // outside any module: `pkg@version` must not see lastcall's go.mod
 	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod", "GOBIN="+gobin)
 	out := &tailBuffer{max: 8 << 10}

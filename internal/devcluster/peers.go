@@ -125,7 +125,7 @@ func installPeers(ctx context.Context, p Peers, names []string, versionDir strin
 		return fmt.Errorf("create build dir: %w", err)
 	}
 	defer os.RemoveAll(gobin)
-	args := []string{"install"}
+	args := append([]string{"install"}, toolBuildFlags("")...)
 	for _, n := range names {
 		args = append(args, fmt.Sprintf("%s/cmd/%s@%s", flaggerModule, n, FlaggerVersion))
 	}

@@ -28,7 +28,7 @@ var buildLastcall = sync.OnceValues(func() (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, "lastcall")
-	out, err := exec.Command("go", "build", "-o", bin, "../../cmd/lastcall").CombinedOutput()
+	out, err := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "../../cmd/lastcall").CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("build lastcall: %v\n%s", err, out)
 	}

@@ -22,7 +22,7 @@ func stateServerProcess(b *testing.B) (string, int) {
 	b.Helper()
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "stateserver")
-	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/stateserver").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./testdata/stateserver").CombinedOutput(); err != nil {
 		b.Fatalf("build stateserver: %v\n%s", err, out)
 	}
 	tokenFile := filepath.Join(dir, "token")

@@ -19,7 +19,7 @@ import (
 // returns the binary's path.
 func BuildLastcall(ctx context.Context, src, dir string) (string, error) {
 	bin := filepath.Join(dir, "lastcall")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/lastcall")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/lastcall")
 	cmd.Dir = src
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build lastcall: %w\n%s", err, out)
