@@ -52,7 +52,7 @@ func TestEnsureMinioBuildsOnceForConcurrentCallers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := strings.Count(string(log), "\n"); n != 1 || !strings.Contains(string(log), "install github.com/minio/minio@"+MinioVersion) {
+	if n := strings.Count(string(log), "\n"); n != 1 || !strings.Contains(string(log), "install -trimpath -ldflags -s -w github.com/minio/minio@"+MinioVersion) {
 		t.Fatalf("go was called %d times: %q; want one go install", n, log)
 	}
 	if b, err := os.ReadFile(want); err != nil || string(b) != "minio binary" {

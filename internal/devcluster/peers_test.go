@@ -53,7 +53,7 @@ func TestEnsurePeersInstallsMissingBinariesWithOneGoInstall(t *testing.T) {
 		}
 	}
 	got := readCalls(t, calls)
-	want := "install github.com/fluxcd/flagger/cmd/flagger@" + FlaggerVersion + " github.com/fluxcd/flagger/cmd/loadtester@" + FlaggerVersion
+	want := "install -trimpath -ldflags -s -w github.com/fluxcd/flagger/cmd/flagger@" + FlaggerVersion + " github.com/fluxcd/flagger/cmd/loadtester@" + FlaggerVersion
 	if len(got) != 1 || got[0] != want {
 		t.Errorf("go calls %q, want one %q", got, want)
 	}
@@ -105,7 +105,7 @@ func TestEnsurePeersRebuildsOnlyWhatIsMissing(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := readCalls(t, calls)
-	if len(got) != 1 || got[0] != "install github.com/fluxcd/flagger/cmd/loadtester@"+FlaggerVersion {
+	if len(got) != 1 || got[0] != "install -trimpath -ldflags -s -w github.com/fluxcd/flagger/cmd/loadtester@"+FlaggerVersion {
 		t.Errorf("go calls %q", got)
 	}
 }
