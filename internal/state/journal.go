@@ -229,17 +229,17 @@ func (j *journal) lookup(name string) ([]byte, bool) {
 }
 
 // listed returns the pending versions under prefix as a listing shows
-// them.
-func (j *journal) listed(prefix string) []listed {
+// them, and the overlay's generation they are from.
+func (j *journal) listed(prefix string) ([]listed, uint64) {
 	j.mu.Lock()
-	ps := j.over.under(prefix)
+	ps, gen := j.over.under(prefix), j.over.gen
 	j.mu.Unlock()
 	out := make([]listed, 0, len(ps))
 	for _, p := range ps {
 		ns, key, version, _ := splitName(p.name) // checked by Put and replay
 		out = append(out, listed{ns: ns, key: key, version: version, size: int64(len(p.data))})
 	}
-	return out
+	return out, gen
 }
 
 // settle returns once name, if it is pending, is a file and a durable

@@ -49,7 +49,7 @@ const scanAttempts = 5
 // renamed into place): that is a listing to redo, not an error to return.
 func (s *Store) scan(ctx context.Context, prefix string) ([]listed, []stray, error) {
 	for attempt := 1; ; attempt++ {
-		vs, strays, err := s.scanOnce(ctx, prefix)
+		vs, strays, err := s.scanOnce(ctx, prefix, attempt == scanAttempts)
 		if (gcerrors.Code(err) == gcerrors.NotFound || errors.Is(err, errListingRaced)) && attempt < scanAttempts {
 			continue
 		}
@@ -57,17 +57,33 @@ func (s *Store) scan(ctx context.Context, prefix string) ([]listed, []stray, err
 	}
 }
 
-func (s *Store) scanOnce(ctx context.Context, prefix string) ([]listed, []stray, error) {
-	// Pending versions first: one materialised and dropped from the
-	// overlay meanwhile is a file before it is dropped, so the file
-	// listing that follows sees it.
+// scanOnce lists the files and the journal's pending versions. Pending
+// versions are read first: one materialised and dropped from the overlay
+// meanwhile is a file before it is dropped, so the file listing that follows
+// sees it. A version journalled after that read is seen by neither, and
+// retention may have deleted its predecessor's file by the time the files
+// are read: a key with versions all along would list empty. So when the
+// overlay changed during the file listing, the listing is redone; the last
+// attempt instead adds the pending versions as they are after it, which
+// leaves out only a version saved, written out and checkpointed within one
+// directory read.
+func (s *Store) scanOnce(ctx context.Context, prefix string, last bool) ([]listed, []stray, error) {
 	var journalled []listed
+	var gen uint64
 	if s.journal != nil {
-		journalled = s.journal.listed(prefix)
+		journalled, gen = s.journal.listed(prefix)
 	}
 	out, strays, err := s.scanFiles(ctx, prefix)
 	if err != nil {
 		return nil, nil, err
+	}
+	if s.journal != nil {
+		if after, now := s.journal.listed(prefix); now != gen {
+			if !last {
+				return nil, nil, errListingRaced
+			}
+			journalled = append(journalled, after...)
+		}
 	}
 	out = mergePending(out, journalled)
 	sortVersions(out)
@@ -110,7 +126,8 @@ func mergePending(files, pending []listed) []listed {
 		seen[v.ns+"/"+v.key+"@"+v.version] = true
 	}
 	for _, p := range pending {
-		if !seen[p.ns+"/"+p.key+"@"+p.version] {
+		if name := p.ns + "/" + p.key + "@" + p.version; !seen[name] {
+			seen[name] = true // pending may list a version twice
 			files = append(files, p)
 		}
 	}

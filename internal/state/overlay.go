@@ -19,6 +19,9 @@ type overlay struct {
 	byPrefix map[string]map[string]*pending // versionsPrefix → name → version
 	bySeq    map[uint64]*pending
 	bytes    int64
+	// gen counts changes, so that a listing can tell whether the overlay
+	// changed while it read the files.
+	gen uint64
 }
 
 func newOverlay() overlay {
@@ -37,6 +40,7 @@ func (o *overlay) add(p *pending) {
 	}
 	o.byPrefix[prefix][p.name] = p
 	o.bytes += int64(len(p.data))
+	o.gen++
 }
 
 // remove forgets p, if it is still there.
@@ -51,6 +55,7 @@ func (o *overlay) remove(p *pending) {
 		delete(o.byPrefix, prefix)
 	}
 	o.bytes -= int64(len(p.data))
+	o.gen++
 }
 
 // under returns the pending versions whose names start with prefix: one
