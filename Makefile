@@ -48,13 +48,14 @@ staticcheck: $(BIN)/staticcheck
 lint: fmt-check vet staticcheck verify-generate
 
 # Builds the control-plane binaries and the peers the end-to-end tests run
-# (Flagger and its loadtester) once: about 15 + 4 min on 2 cores the first
+# (Flagger and its loadtester) once: about 15 + 2 min on 2 cores the first
 # time, with progress, so the tests below start in seconds.
 devcluster:
 	$(GO) run ./cmd/lastcall dev build --peers
 
 # Builds the MinIO server the state service's S3 tests run against, once
-# (about 10 min on 2 cores the first time, with progress; cached after).
+# (about 3 min on 2 cores the first time, after lint has compiled the
+# dependencies they share; with progress; cached after).
 minio:
 	$(GO) run ./hack/minio
 

@@ -33,11 +33,11 @@ func binaries() []binary {
 		"-X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34 "+
 		"-X k8s.io/component-base/version.gitTreeState=clean", KubernetesVersion)
 	return []binary{
-		{name: BinEtcd, module: "etcd", pkg: ".", approx: "1.5 min"},
-		{name: BinKwok, module: "kwok", pkg: "sigs.k8s.io/kwok/cmd/kwok", approx: "3 min"},
-		{name: BinKubeAPIServer, module: "kube", pkg: "k8s.io/kubernetes/cmd/kube-apiserver", ldflags: kubeVersion, approx: "8.5 min"},
-		{name: BinKubeControllerManager, module: "kube", pkg: "k8s.io/kubernetes/cmd/kube-controller-manager", ldflags: kubeVersion, approx: "2.5 min"},
-		{name: BinKubeScheduler, module: "kube", pkg: "k8s.io/kubernetes/cmd/kube-scheduler", ldflags: kubeVersion, approx: "2.5 min"},
+		{name: BinEtcd, module: "etcd", pkg: ".", approx: "1 min"},
+		{name: BinKwok, module: "kwok", pkg: "sigs.k8s.io/kwok/cmd/kwok", approx: "3.5 min"},
+		{name: BinKubeAPIServer, module: "kube", pkg: "k8s.io/kubernetes/cmd/kube-apiserver", ldflags: kubeVersion, approx: "9 min"},
+		{name: BinKubeControllerManager, module: "kube", pkg: "k8s.io/kubernetes/cmd/kube-controller-manager", ldflags: kubeVersion, approx: "1.5 min"},
+		{name: BinKubeScheduler, module: "kube", pkg: "k8s.io/kubernetes/cmd/kube-scheduler", ldflags: kubeVersion, approx: "10 s"},
 	}
 }
 
