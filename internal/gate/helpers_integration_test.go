@@ -117,6 +117,9 @@ type answer struct {
 	body        string
 	contentType string
 	header      http.Header
+	// close is the server's "Connection: close", which net/http's client
+	// takes out of the header.
+	close bool
 }
 
 func (a answer) String() string { return fmt.Sprintf("%d %q (%s)", a.code, a.body, a.contentType) }
@@ -164,7 +167,7 @@ func do(t testing.TB, req *http.Request) answer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return answer{code: resp.StatusCode, body: string(data), contentType: resp.Header.Get("Content-Type"), header: resp.Header}
+	return answer{code: resp.StatusCode, body: string(data), contentType: resp.Header.Get("Content-Type"), header: resp.Header, close: resp.Close}
 }
 
 func post(t testing.TB, url, token string, body any) answer {
