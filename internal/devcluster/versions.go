@@ -34,8 +34,8 @@ func binaries() []binary {
 		"-X k8s.io/component-base/version.gitTreeState=clean", KubernetesVersion)
 	return []binary{
 		{name: BinEtcd, module: "etcd", pkg: ".", approx: "1 min"},
-		{name: BinKwok, module: "kwok", pkg: "sigs.k8s.io/kwok/cmd/kwok", approx: "3.5 min"},
-		{name: BinKubeAPIServer, module: "kube", pkg: "k8s.io/kubernetes/cmd/kube-apiserver", ldflags: kubeVersion, approx: "9 min"},
+		{name: BinKwok, module: "kwok", pkg: "sigs.k8s.io/kwok/cmd/kwok", approx: "2–4 min"},
+		{name: BinKubeAPIServer, module: "kube", pkg: "k8s.io/kubernetes/cmd/kube-apiserver", ldflags: kubeVersion, approx: "4–9 min"},
 		{name: BinKubeControllerManager, module: "kube", pkg: "k8s.io/kubernetes/cmd/kube-controller-manager", ldflags: kubeVersion, approx: "1.5 min"},
 		{name: BinKubeScheduler, module: "kube", pkg: "k8s.io/kubernetes/cmd/kube-scheduler", ldflags: kubeVersion, approx: "10 s"},
 	}
