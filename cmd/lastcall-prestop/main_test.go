@@ -1,11 +1,13 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/lastcall-dev/lastcall/internal/devcluster"
 )
 
 // Binaries built once for the package's tests, as they ship: static,
@@ -37,10 +39,5 @@ func TestMain(m *testing.M) {
 
 // buildStatic builds pkg the way the image build does.
 func buildStatic(out, pkg string) error {
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, pkg)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
-	}
-	return nil
+	return devcluster.GoBuild(context.Background(), "", out, pkg, "CGO_ENABLED=0")
 }

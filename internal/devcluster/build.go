@@ -152,6 +152,22 @@ func toolBuildFlags(ldflags string) []string {
 	return []string{"-trimpath", "-ldflags", strings.TrimSpace("-s -w " + ldflags)}
 }
 
+// GoBuild builds pkg, as `go build` names it from dir ("" for the working
+// directory), into out with the flags of every binary built here. Tests use
+// it for the binaries they run as processes, so that those share compiled
+// packages with the rest of `make test`. env is added to the environment
+// (CGO_ENABLED=0 for a static binary).
+func GoBuild(ctx context.Context, dir, out, pkg string, env ...string) error {
+	args := append(append([]string{"build", "-o", out}, toolBuildFlags("")...), pkg)
+	cmd := exec.CommandContext(ctx, goTool(), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
+	}
+	return nil
+}
+
 // goTool is the go command on PATH; exec reports a clear error if missing.
 func goTool() string { return "go" }
 

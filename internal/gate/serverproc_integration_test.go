@@ -3,6 +3,7 @@
 package gate_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lastcall-dev/lastcall/internal/devcluster"
 	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
 )
 
@@ -22,8 +24,8 @@ func startServerProcess(b *testing.B, extraArgs ...string) (string, int) {
 	b.Helper()
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "lastcall")
-	if out, err := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "../../cmd/lastcall").CombinedOutput(); err != nil {
-		b.Fatalf("build lastcall: %v\n%s", err, out)
+	if err := devcluster.GoBuild(context.Background(), "", bin, "../../cmd/lastcall"); err != nil {
+		b.Fatal(err)
 	}
 	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte(adminToken+"\n"), 0o600); err != nil {

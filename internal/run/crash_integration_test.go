@@ -4,7 +4,6 @@ package run_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+	"github.com/lastcall-dev/lastcall/internal/devcluster"
 	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
 )
 
@@ -28,9 +28,8 @@ var buildLastcall = sync.OnceValues(func() (string, error) {
 		return "", err
 	}
 	bin := filepath.Join(dir, "lastcall")
-	out, err := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "../../cmd/lastcall").CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("build lastcall: %v\n%s", err, out)
+	if err := devcluster.GoBuild(context.Background(), "", bin, "../../cmd/lastcall"); err != nil {
+		return "", err
 	}
 	return bin, nil
 })

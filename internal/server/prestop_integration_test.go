@@ -28,6 +28,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/lastcall-dev/lastcall/internal/devcluster"
 	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
 )
 
@@ -35,10 +36,8 @@ import (
 func buildPrestop(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "lastcall-prestop")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "../../cmd/lastcall-prestop")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build lastcall-prestop: %v\n%s", err, out)
+	if err := devcluster.GoBuild(context.Background(), "", bin, "../../cmd/lastcall-prestop", "CGO_ENABLED=0"); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net/http"
 	"os"
@@ -11,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lastcall-dev/lastcall/internal/devcluster"
 )
 
 const uploadSize = 1 << 30
@@ -22,8 +25,8 @@ func stateServerProcess(b *testing.B) (string, int) {
 	b.Helper()
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "stateserver")
-	if out, err := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./testdata/stateserver").CombinedOutput(); err != nil {
-		b.Fatalf("build stateserver: %v\n%s", err, out)
+	if err := devcluster.GoBuild(context.Background(), "", bin, "./testdata/stateserver"); err != nil {
+		b.Fatal(err)
 	}
 	tokenFile := filepath.Join(dir, "token")
 	if err := os.WriteFile(tokenFile, []byte(adminToken), 0o600); err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
@@ -19,10 +18,8 @@ import (
 // returns the binary's path.
 func BuildLastcall(ctx context.Context, src, dir string) (string, error) {
 	bin := filepath.Join(dir, "lastcall")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./cmd/lastcall")
-	cmd.Dir = src
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build lastcall: %w\n%s", err, out)
+	if err := devcluster.GoBuild(ctx, src, bin, "./cmd/lastcall"); err != nil {
+		return "", err
 	}
 	return bin, nil
 }
