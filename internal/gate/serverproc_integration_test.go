@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -43,6 +44,9 @@ func startServerProcess(b *testing.B, extraArgs ...string) (string, int) {
 		"--control-token-file", tokenFile, "--state-url", "file://"+filepath.Join(dir, "state"),
 		"--leader-elect=false", "--log-level", "warn")
 	cmd.Args = append(cmd.Args, extraArgs...)
+	// LASTCALL_BENCH_SERVER_ENV="K=V ..." sets environment variables for the
+	// server alone (GODEBUG=gctrace=1, GOGC), not for the loadtester.
+	cmd.Env = append(os.Environ(), strings.Fields(os.Getenv("LASTCALL_BENCH_SERVER_ENV"))...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
