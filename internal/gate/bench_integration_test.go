@@ -116,8 +116,7 @@ func BenchmarkGateVsLoadtester(b *testing.B) {
 	c := adminClient(b)
 	// LASTCALL_BENCH_PPROF=host:port serves the server's pprof there, to
 	// profile it while wrk runs (go tool pprof http://host:port/debug/pprof/profile).
-	// LASTCALL_BENCH_SERVER_ARGS adds server flags (--gc-heap-floor=0).
-	extra := strings.Fields(os.Getenv("LASTCALL_BENCH_SERVER_ARGS"))
+	var extra []string
 	if addr := os.Getenv("LASTCALL_BENCH_PPROF"); addr != "" {
 		extra = append(extra, "--pprof-addr", addr)
 	}

@@ -43,9 +43,11 @@ func startServerProcess(b *testing.B, extraArgs ...string) (string, int) {
 		"--http-addr", api, "--health-addr", health, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", freePort(b)),
 		"--control-token-file", tokenFile, "--state-url", "file://"+filepath.Join(dir, "state"),
 		"--leader-elect=false", "--log-level", "warn")
-	cmd.Args = append(cmd.Args, extraArgs...)
+	// LASTCALL_BENCH_SERVER_ARGS adds server flags (--gc-heap-floor=0);
 	// LASTCALL_BENCH_SERVER_ENV="K=V ..." sets environment variables for the
 	// server alone (GODEBUG=gctrace=1, GOGC), not for the loadtester.
+	cmd.Args = append(cmd.Args, extraArgs...)
+	cmd.Args = append(cmd.Args, strings.Fields(os.Getenv("LASTCALL_BENCH_SERVER_ARGS"))...)
 	cmd.Env = append(os.Environ(), strings.Fields(os.Getenv("LASTCALL_BENCH_SERVER_ENV"))...)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
