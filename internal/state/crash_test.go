@@ -36,9 +36,6 @@ func runCrashChild() {
 	if dir == "" {
 		return
 	}
-	if point := os.Getenv(crashPointEnv); strings.HasPrefix(point, "journal-") {
-		runJournalCrashChild(dir, point)
-	}
 	ready := func() {
 		fmt.Println("ready")
 		select {}
@@ -48,11 +45,12 @@ func runCrashChild() {
 		fmt.Println("open:", err)
 		os.Exit(2)
 	}
-	body := io.Reader(bytes.NewReader(bytes.Repeat([]byte("n"), 3*copyBufferSize)))
+	const size = 3 << 20
+	body := io.Reader(bytes.NewReader(bytes.Repeat([]byte("n"), size)))
 	switch os.Getenv(crashPointEnv) {
 	case "mid-body":
 		// Half the payload, then a body that never ends.
-		body = io.MultiReader(io.LimitReader(body, copyBufferSize*2), blockingReader{ready})
+		body = io.MultiReader(io.LimitReader(body, size/2), blockingReader{ready})
 	case "before-commit":
 		s.beforeCommit = ready
 	}
@@ -74,7 +72,6 @@ func TestKilledWriterLeavesPreviousVersionAndNoPartialOne(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			settle(t, store)
 			before := files(t, dir)
 
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -145,7 +142,6 @@ func putPrevious(t *testing.T, ts *testServer, dir string) []string {
 	if r := do(t, http.MethodPut, ts.URL+"/v1/state/team-a/k", adminToken, "previous", nil); r.code != http.StatusCreated {
 		t.Fatalf("PUT previous: %d %s", r.code, r.body)
 	}
-	settle(t, ts.store)
 	return files(t, dir)
 }
 
@@ -168,7 +164,7 @@ func TestChecksumMismatchKeepsPreviousVersion(t *testing.T) {
 	store, dir := newFileStore(t)
 	ts := newTestServer(t, store, Options{})
 	want := putPrevious(t, ts, dir)
-	body := bytes.Repeat([]byte("z"), 3*copyBufferSize+7) // several chunks reach the temp file
+	body := bytes.Repeat([]byte("z"), 3*testChunk+7) // several chunks reach the temp file
 	r := do(t, http.MethodPut, ts.URL+"/v1/state/team-a/k", adminToken, body, map[string]string{HeaderSHA256: sum([]byte("else"))})
 	if r.code != http.StatusBadRequest || r.errorBody(t).Reason != ReasonChecksumMismatch {
 		t.Fatalf("PUT with a wrong checksum: %d %s", r.code, r.body)
@@ -195,7 +191,7 @@ func rawPut(t *testing.T, ts *testServer, headers string, part []byte) *net.TCPC
 
 func TestTruncatedUploadKeepsPreviousVersion(t *testing.T) {
 	// Within the first buffer (copied inline) and beyond it (pipelined).
-	for _, size := range []int{100, copyBufferSize + 100} {
+	for _, size := range []int{100, testChunk + 100} {
 		t.Run(strconv.Itoa(size), func(t *testing.T) {
 			store, dir := newFileStore(t)
 			ts := newTestServer(t, store, Options{})
@@ -220,7 +216,7 @@ func TestClientGoneMidBodyKeepsPreviousVersion(t *testing.T) {
 	store, dir := newFileStore(t)
 	ts := newTestServer(t, store, Options{})
 	want := putPrevious(t, ts, dir)
-	chunk := bytes.Repeat([]byte("d"), copyBufferSize)
+	chunk := bytes.Repeat([]byte("d"), testChunk)
 	part := fmt.Appendf(nil, "%x\r\n%s\r\n", len(chunk), chunk)
 	c := rawPut(t, ts, "Transfer-Encoding: chunked\r\n", bytes.Repeat(part, 2))
 	// Wait until the server has a temp file open for this upload, then go.
@@ -238,9 +234,9 @@ func TestClientGoneMidBodyKeepsPreviousVersion(t *testing.T) {
 // loss. (A killed process cannot show this, since the page cache outlives
 // it; the order of the syncs is what the kernel makes durable.)
 func TestPutAnswersOnlyOnceTheRenameIsDurable(t *testing.T) {
-	store, dir := newFileStoreWith(t, journalConfig{disabled: true}) // the journal is tested in journal_test.go
+	store, dir := newFileStore(t)
 	entered, release := make(chan string, 1), make(chan error)
-	store.files.dirs.syncFn = func(d string) error {
+	store.files.syncDir = func(d string) error {
 		entered <- d
 		return <-release
 	}
@@ -289,7 +285,7 @@ func TestTrailerChecksumIsCheckedBeforeCommit(t *testing.T) {
 	store, dir := newFileStore(t)
 	ts := newTestServer(t, store, Options{})
 	want := putPrevious(t, ts, dir)
-	body := bytes.Repeat([]byte("t"), 2*copyBufferSize+3)
+	body := bytes.Repeat([]byte("t"), 2*testChunk+3)
 	putTrailer := func(digest string) reply {
 		t.Helper()
 		pr, pw := io.Pipe()

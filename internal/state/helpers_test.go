@@ -33,33 +33,13 @@ func saToken(ns, name string) string { return "sa:" + ns + ":" + name }
 
 func newFileStore(t testing.TB) (*Store, string) {
 	t.Helper()
-	return newFileStoreWith(t, journalConfig{})
-}
-
-// newFileStoreWith opens a file:// store in a new directory with the
-// journal tuned (disabled: every save is written as a file).
-func newFileStoreWith(t testing.TB, jc journalConfig) (*Store, string) {
-	t.Helper()
 	dir := filepath.Join(t.TempDir(), "state")
-	s, err := openStore(context.Background(), "file://"+dir, jc)
+	s, err := OpenStore(context.Background(), "file://"+dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Close() })
 	return s, dir
-}
-
-// settle waits until the store's journalled versions are all files.
-func settle(t testing.TB, s *Store) {
-	t.Helper()
-	if s.journal == nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.journal.flush(ctx); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // fakeCluster answers TokenReviews for saToken tokens and
@@ -204,17 +184,13 @@ func eventually(t testing.TB, what string, cond func() bool) {
 	}
 }
 
-// files lists the regular files under dir, relative to it, but for the
-// journal's.
+// files lists the regular files under dir, relative to it.
 func files(t testing.TB, dir string) []string {
 	t.Helper()
 	var out []string
 	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
 		if err != nil {
 			return err
-		}
-		if d.IsDir() && d.Name() == journalDir {
-			return filepath.SkipDir
 		}
 		if !d.IsDir() {
 			rel, _ := filepath.Rel(dir, p)
@@ -227,3 +203,7 @@ func files(t testing.TB, dir string) []string {
 	}
 	return out
 }
+
+// testChunk is a size well above io.Copy's 32 KiB buffer: a body of a few
+// of them reaches the temp file in several writes.
+const testChunk = 256 << 10

@@ -11,13 +11,33 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
-// MaxKeyLen is the longest key accepted, in bytes.
-const MaxKeyLen = 256
+// Key limits, derived from what every backend must store. A key's segments
+// become path components on file:// (the last one followed by "@" and the
+// version, and while it is written by a temp suffix), and the whole name an
+// object key on S3:
+//
+//   - nameMax (255 bytes, Linux NAME_MAX) bounds every path component, so a
+//     segment may take what is left after "@<version>" and the temp suffix;
+//   - S3 object keys are at most 1024 bytes: an optional bucket prefix, the
+//     namespace (at most 63), two slashes, the shard, the key, "@<version>".
+//     MaxKeyLen leaves more than 600 bytes of that to the prefix.
+//
+// Checked before any write, so no accepted key can make an object the store
+// cannot write, list or read back. FuzzParseKey holds ParseKey to this.
+const (
+	nameMax          = 255
+	versionSuffixLen = len("@") + len(versionLayout) + len("-0000")
+	tempNameLen      = len(".") + 2*tempRandomBytes + len(tempSuffix)
+	// MaxKeySegmentLen is the longest segment of a key, in bytes.
+	MaxKeySegmentLen = nameMax - versionSuffixLen - tempNameLen
+	// MaxKeyLen is the longest key accepted, in bytes.
+	MaxKeyLen = 256
+)
 
 // ParseKey checks a key: segments of [A-Za-z0-9._-] joined by "/", none
-// empty, "." or "..", at most MaxKeyLen bytes. It rejects rather than
-// cleans, so that a key names exactly one object and can never step outside
-// its namespace's prefix in the bucket.
+// empty, "." or "..", each at most MaxKeySegmentLen bytes and all at most
+// MaxKeyLen. It rejects rather than cleans, so that a key names exactly one
+// object and can never step outside its namespace's prefix in the bucket.
 func ParseKey(key string) (string, error) {
 	if key == "" {
 		return "", fmt.Errorf("%w: empty", ErrInvalidKey)
@@ -36,6 +56,9 @@ func ParseKey(key string) (string, error) {
 			return "", fmt.Errorf("%w: empty segment (leading, trailing or double slash)", ErrInvalidKey)
 		case ".", "..":
 			return "", fmt.Errorf("%w: %q segment", ErrInvalidKey, seg)
+		}
+		if len(seg) > MaxKeySegmentLen {
+			return "", fmt.Errorf("%w: a segment (between slashes) longer than %d bytes, the most a file name can hold after the version", ErrInvalidKey, MaxKeySegmentLen)
 		}
 	}
 	return key, nil

@@ -9,7 +9,8 @@ import (
 )
 
 func TestParseKey(t *testing.T) {
-	valid := []string{"a", "app/cache.tar", "A-Z_0.9/x", "..a", "a..", "a/.b/c", strings.Repeat("k", MaxKeyLen)}
+	valid := []string{"a", "app/cache.tar", "A-Z_0.9/x", "..a", "a..", "a/.b/c",
+		strings.Repeat("k", MaxKeySegmentLen), strings.Repeat("k", MaxKeySegmentLen) + "/" + strings.Repeat("j", MaxKeyLen-MaxKeySegmentLen-1)}
 	for _, k := range valid {
 		if _, err := ParseKey(k); err != nil {
 			t.Errorf("ParseKey(%q) = %v, want ok", k, err)
@@ -18,7 +19,7 @@ func TestParseKey(t *testing.T) {
 	invalid := []string{
 		"", "/abs", "a/", "a//b", ".", "..", "a/../b", "../a", "a/./b", "a/..",
 		`a\b`, "a b", "a\x00b", "a\nb", "a\x7f", "ä", "a:b", "a@b", "x/@v/20260101T000000.000000000Z-abcd",
-		"%2e%2e", strings.Repeat("k", MaxKeyLen+1),
+		"%2e%2e", strings.Repeat("k", MaxKeyLen+1), strings.Repeat("k", MaxKeySegmentLen+1), "a/" + strings.Repeat("k", MaxKeySegmentLen+1) + "/b",
 	}
 	for _, k := range invalid {
 		if _, err := ParseKey(k); !errors.Is(err, ErrInvalidKey) {
@@ -92,9 +93,12 @@ func TestObjectNamesDoNotMixKeys(t *testing.T) {
 }
 
 // FuzzParseKey checks that no accepted key can leave its namespace's prefix
-// or be read back as another key.
+// or be read back as another key, and that every backend can store it: each
+// component of its file name and of its temp file's name fits NAME_MAX, and
+// its object name leaves 600 bytes of S3's 1024 to a bucket prefix.
 func FuzzParseKey(f *testing.F) {
-	for _, s := range []string{"a", "a/b", "../a", "a/..", "a//b", `a\b`, ".", "a/@v/x", "\x00", "app/cache.tar"} {
+	for _, s := range []string{"a", "a/b", "../a", "a/..", "a//b", `a\b`, ".", "a/@v/x", "\x00", "app/cache.tar",
+		strings.Repeat("k", MaxKeySegmentLen), strings.Repeat("k", MaxKeySegmentLen+1), strings.Repeat("ab/", 85) + "c"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, key string) {
@@ -119,6 +123,18 @@ func FuzzParseKey(f *testing.F) {
 		v := newVersion(time.Unix(0, 0))
 		if ns, gk, gv, ok := splitName(objectName("ns", k, v)); !ok || ns != "ns" || gk != k || gv != v {
 			t.Fatalf("object name of %q parses back as %q %q %q", k, ns, gk, gv)
+		}
+		longest := objectName(strings.Repeat("n", 63), k, v)
+		temp := longest + "." + strings.Repeat("0", 2*tempRandomBytes) + tempSuffix
+		for _, name := range []string{longest, temp} {
+			for _, c := range strings.Split(name, "/") {
+				if len(c) > nameMax {
+					t.Fatalf("key %q makes a %d-byte path component %q, beyond NAME_MAX", k, len(c), c)
+				}
+			}
+		}
+		if len(longest)+600 > 1024 {
+			t.Fatalf("key %q makes a %d-byte object name: S3 keys are at most 1024 bytes with the bucket prefix", k, len(longest))
 		}
 	})
 }

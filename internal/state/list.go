@@ -3,11 +3,9 @@ package state
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"time"
 
 	"gocloud.dev/blob"
@@ -39,63 +37,24 @@ type stray struct {
 	modTime time.Time
 }
 
-// scanAttempts bounds how often scan restarts a listing that raced with a
-// delete or a rename.
-const scanAttempts = 5
-
 // scan lists every object under prefix, sorting versions from strays.
-// fileblob fails a whole listing with NotFound when a file vanishes between
-// reading its directory and stat'ing it (a version pruned, a temp file
-// renamed into place): that is a listing to redo, not an error to return.
 func (s *Store) scan(ctx context.Context, prefix string) ([]listed, []stray, error) {
-	for attempt := 1; ; attempt++ {
-		vs, strays, err := s.scanOnce(ctx, prefix, attempt == scanAttempts)
-		if (gcerrors.Code(err) == gcerrors.NotFound || errors.Is(err, errListingRaced)) && attempt < scanAttempts {
-			continue
-		}
-		return vs, strays, err
+	var (
+		out    []listed
+		strays []stray
+		err    error
+	)
+	if s.files != nil {
+		out, strays, err = s.files.scan(prefix)
+	} else {
+		out, strays, err = s.scanBucket(ctx, prefix)
 	}
-}
-
-// scanOnce lists the files and the journal's pending versions. Pending
-// versions are read first: one materialised and dropped from the overlay
-// meanwhile is a file before it is dropped, so the file listing that follows
-// sees it. A version journalled after that read is seen by neither, and
-// retention may have deleted its predecessor's file by the time the files
-// are read: a key with versions all along would list empty. So when the
-// overlay changed during the file listing, the listing is redone; the last
-// attempt instead adds the pending versions as they are after it, which
-// leaves out only a version saved, written out and checkpointed within one
-// directory read.
-func (s *Store) scanOnce(ctx context.Context, prefix string, last bool) ([]listed, []stray, error) {
-	var journalled []listed
-	var gen uint64
-	if s.journal != nil {
-		journalled, gen = s.journal.listed(prefix)
-	}
-	out, strays, err := s.scanFiles(ctx, prefix)
-	if err != nil {
-		return nil, nil, err
-	}
-	if s.journal != nil {
-		if after, now := s.journal.listed(prefix); now != gen {
-			if !last {
-				return nil, nil, errListingRaced
-			}
-			journalled = append(journalled, after...)
-		}
-	}
-	out = mergePending(out, journalled)
 	sortVersions(out)
-	return out, strays, nil
+	return out, strays, err
 }
 
-// scanFiles lists the objects in the bucket, unsorted.
-func (s *Store) scanFiles(ctx context.Context, prefix string) ([]listed, []stray, error) {
-	if s.files != nil && strings.HasSuffix(prefix, "@") {
-		// One key on file://: a single directory read.
-		return s.files.scanKey(prefix)
-	}
+// scanBucket lists the objects of a bucket (S3, mem), unsorted.
+func (s *Store) scanBucket(ctx context.Context, prefix string) ([]listed, []stray, error) {
 	var out []listed
 	var strays []stray
 	it := s.bucket.List(&blob.ListOptions{Prefix: prefix})
@@ -114,24 +73,6 @@ func (s *Store) scanFiles(ctx context.Context, prefix string) ([]listed, []stray
 		}
 	}
 	return out, strays, nil
-}
-
-// mergePending adds the pending versions a file listing lacks.
-func mergePending(files, pending []listed) []listed {
-	if len(pending) == 0 {
-		return files
-	}
-	seen := make(map[string]bool, len(files))
-	for _, v := range files {
-		seen[v.ns+"/"+v.key+"@"+v.version] = true
-	}
-	for _, p := range pending {
-		if name := p.ns + "/" + p.key + "@" + p.version; !seen[name] {
-			seen[name] = true // pending may list a version twice
-			files = append(files, p)
-		}
-	}
-	return files
 }
 
 // sortVersions orders by key, newest first: version IDs sort by time.
@@ -198,29 +139,26 @@ func (s *Store) Delete(ctx context.Context, ns, key, version string) error {
 		if _, err := ParseVersion(version); err != nil {
 			return err
 		}
-		return s.remove(ctx, objectName(ns, key, version), true)
+	}
+	unlock := s.locks.lock(ns, key)
+	defer unlock()
+	if version != "" {
+		return s.remove(ctx, objectName(ns, key, version))
 	}
 	vs, err := s.listVersions(ctx, ns, key)
 	if err != nil {
 		return err
 	}
 	for _, v := range vs {
-		if err := s.remove(ctx, objectName(ns, v.key, v.version), true); err != nil {
+		if err := s.remove(ctx, objectName(ns, v.key, v.version)); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// remove deletes an object; urgent is false for retention, which may wait
-// for a journalled version's file until saves pause (see journal.settle).
-func (s *Store) remove(ctx context.Context, name string, urgent bool) error {
-	if s.journal != nil {
-		// Replay must never bring a deleted version back.
-		if err := s.journal.settle(ctx, name, urgent); err != nil {
-			return fmt.Errorf("delete %s: %w", name, err)
-		}
-	}
+// remove deletes an object; one already gone is not an error.
+func (s *Store) remove(ctx context.Context, name string) error {
 	err := s.bucket.Delete(ctx, name)
 	if err != nil && gcerrors.Code(err) != gcerrors.NotFound {
 		return fmt.Errorf("delete %s: %w", name, err)

@@ -67,7 +67,10 @@ func (s *Store) prune(ctx context.Context, vs []listed, strays []stray, p Policy
 		}
 		created, _ := ParseVersion(v.version) // scan kept only valid ones
 		if rank >= p.Keep || created.Before(cutoff) {
-			if err := s.remove(ctx, objectName(v.ns, v.key, v.version), false); err != nil {
+			unlock := s.locks.lock(v.ns, v.key)
+			err := s.remove(ctx, objectName(v.ns, v.key, v.version))
+			unlock()
+			if err != nil {
 				return deleted, err
 			}
 			deleted++
@@ -81,7 +84,7 @@ func (s *Store) prune(ctx context.Context, vs []listed, strays []stray, p Policy
 		if !isTempOfVersion(st.name) || time.Since(st.modTime) < staleTempAge {
 			continue
 		}
-		if err := s.remove(ctx, st.name, false); err != nil {
+		if err := s.remove(ctx, st.name); err != nil {
 			return deleted, fmt.Errorf("remove stale temp file: %w", err)
 		}
 	}

@@ -60,7 +60,6 @@ func TestRetentionPrunesOldVersionsOnRunsSchedule(t *testing.T) {
 	put("old")
 	clk.Step(47 * time.Hour)
 	put("young")
-	settle(t, store) // the shard directory exists
 	// A temp file abandoned by a crashed write, and the live one of an
 	// upload in progress.
 	tmpDir := filepath.Join(dir, "team-a", shard("young"))

@@ -1,7 +1,6 @@
 package state
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
 	"gocloud.dev/blob"
@@ -30,14 +28,16 @@ const DefaultURL = "file:///var/lib/lastcall/state"
 // version named <namespace>/<shard>/<key>@<version>, where shard is two hex
 // digits hashed from the key. "@" is outside the key charset, so the last
 // "@" ends every key unambiguously ("a" and "a/b" never mix). On file:// the
-// shard is a directory: a pod's first save lands in one that exists (no
-// directory to create and fsync per key), and finding a key's versions
-// reads a 256th of its namespace, not all of it.
+// shard is a directory, so finding a key's versions reads a 256th of its
+// namespace, not all of it.
+//
+// A file:// store belongs to one process: its per-key locks (put, prune and
+// delete of a key are serialised) are in memory. Several replicas share an
+// s3:// store.
 type Store struct {
-	bucket  *blob.Bucket
-	files   *fileStore // set for file:// only
-	journal *journal   // file:// only, unless another process holds it
-	buffers sync.Pool
+	bucket *blob.Bucket
+	files  *fileStore // set for file:// only
+	locks  keyLocks
 	// beforeCommit, if set, runs after the payload is written and synced
 	// and before it is committed: the crash tests kill the process there.
 	beforeCommit func()
@@ -47,17 +47,11 @@ type Store struct {
 // parameters), mem://, or s3://bucket?region=...&endpoint=... (any query
 // gocloud.dev's s3blob accepts, plus prefix=).
 func OpenStore(ctx context.Context, rawURL string) (*Store, error) {
-	return openStore(ctx, rawURL, journalConfig{})
-}
-
-// openStore is OpenStore with the journal tuned (tests only).
-func openStore(ctx context.Context, rawURL string, jc journalConfig) (*Store, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("open state store: %w", err)
 	}
 	s := &Store{}
-	s.buffers.New = func() any { return &buffer{b: make([]byte, copyBufferSize)} }
 	if u.Scheme != fileblob.Scheme {
 		if s.bucket, err = blob.OpenBucket(ctx, rawURL); err != nil {
 			return nil, fmt.Errorf("open state store %s: %w", u.Redacted(), err)
@@ -74,7 +68,7 @@ func openStore(ctx context.Context, rawURL string, jc journalConfig) (*Store, er
 	if s.files, err = openFileStore(dir); err != nil {
 		return nil, fmt.Errorf("open state store: %w", err)
 	}
-	// Reads, listings and deletes go through fileblob; writes do not (see
+	// Reads and deletes go through fileblob; writes and listings do not (see
 	// fileStore). No .attrs sidecars: all metadata lives in the footer.
 	s.bucket, err = fileblob.OpenBucket(dir, &fileblob.Options{
 		NoTempDir:   true,
@@ -84,27 +78,11 @@ func openStore(ctx context.Context, rawURL string, jc journalConfig) (*Store, er
 	if err != nil {
 		return nil, fmt.Errorf("open state store: %w", err)
 	}
-	// Replayed before anything is served: the versions the journal holds
-	// are files from here on, or pending in the overlay.
-	if s.journal, err = openJournal(dir, s.files, jc); err != nil {
-		_ = s.bucket.Close()
-		return nil, fmt.Errorf("open state store: %w", err)
-	}
 	return s, nil
 }
 
-// Close stops the journal's materialiser, writing out the versions still
-// pending, and releases the bucket.
-func (s *Store) Close() error {
-	var err error
-	if s.journal != nil {
-		err = s.journal.close()
-	}
-	if cerr := s.bucket.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+// Close releases the bucket.
+func (s *Store) Close() error { return s.bucket.Close() }
 
 func objectName(ns, key, version string) string { return versionsPrefix(ns, key) + version }
 
@@ -227,21 +205,16 @@ func (s *Store) Put(ctx context.Context, opts PutOptions, body io.Reader) (Meta,
 		ID: newVersion(opts.Created), Pod: opts.Pod, ContentType: opts.ContentType, Created: opts.Created.UTC(),
 	}}
 	name := objectName(m.Namespace, m.Key, m.ID)
-	first := s.buffers.Get().(*buffer)
-	n0, err := fill(body, first.b)
-	if err == io.EOF && s.journal != nil {
-		// Small and whole in memory: journalled.
-		defer s.buffers.Put(first)
-		return s.putSmall(&opts, m, name, first.b[:n0])
-	}
-	var w versionWriter
+	var (
+		w   versionWriter
+		err error
+	)
 	if s.files != nil {
 		w, err = s.files.create(name)
 	} else {
 		w, err = newBlobVersion(ctx, s.bucket, name)
 	}
 	if err != nil {
-		s.buffers.Put(first)
 		return Meta{}, fmt.Errorf("write %s: %w", name, err)
 	}
 	abort := func(err error) (Meta, error) {
@@ -249,9 +222,10 @@ func (s *Store) Put(ctx context.Context, opts PutOptions, body io.Reader) (Meta,
 		return Meta{}, err
 	}
 	h := sha256.New()
-	if m.Size, err = s.copyHashed(w, body, h, first, n0, err); err != nil {
-		if errors.Is(err, ErrIncompleteBody) {
-			return abort(err)
+	src := &bodyReader{r: body}
+	if m.Size, err = io.Copy(io.MultiWriter(w, h), src); err != nil {
+		if src.err != nil {
+			return abort(fmt.Errorf("%w after %d bytes: %w", ErrIncompleteBody, m.Size, src.err))
 		}
 		return abort(fmt.Errorf("write %s: %w", name, err))
 	}
@@ -272,35 +246,27 @@ func (s *Store) Put(ctx context.Context, opts PutOptions, body io.Reader) (Meta,
 	if s.beforeCommit != nil {
 		s.beforeCommit()
 	}
+	unlock := s.locks.lock(m.Namespace, m.Key)
+	defer unlock()
 	if err := w.commit(); err != nil {
 		return Meta{}, fmt.Errorf("commit %s: %w", name, err)
 	}
 	return m, nil
 }
 
-// putSmall stores a payload held in memory through the journal, or, when
-// the journal does not take it, as a file.
-func (s *Store) putSmall(opts *PutOptions, m Meta, name string, payload []byte) (Meta, error) {
-	sum := sha256.Sum256(payload)
-	m.Size, m.SHA256 = int64(len(payload)), hex.EncodeToString(sum[:])
-	if err := opts.checkSum(m.SHA256); err != nil {
-		return Meta{}, err
+// bodyReader remembers a read error, so that Put can tell a client that sent
+// less than it announced (ErrIncompleteBody) from a store that failed.
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		b.err = err
 	}
-	footer, err := encodeFooter(m)
-	if err != nil {
-		return Meta{}, fmt.Errorf("write %s: %w", name, err)
-	}
-	obj := make([]byte, 0, len(payload)+len(footer))
-	obj = append(append(obj, payload...), footer...)
-	if err := s.journal.put(name, obj); err == nil {
-		return m, nil
-	}
-	// Overlay or segment full, or the journal failed: the object is whole
-	// in memory, so it is written as a file as any save used to be.
-	if err := s.files.writeFile(name, obj); err != nil {
-		return Meta{}, fmt.Errorf("write %s: %w", name, err)
-	}
-	return m, nil
+	return n, err
 }
 
 // versionWriter receives one version's bytes. sync makes them durable,
@@ -354,37 +320,28 @@ func (s *Store) Open(ctx context.Context, ns, key, version string) (*Object, err
 		if _, err := ParseVersion(version); err != nil {
 			return nil, err
 		}
-		if obj, ok := s.openPending(ns, key, version); ok {
-			return obj, nil
-		}
 		a, err := s.bucket.Attributes(ctx, objectName(ns, key, version))
 		if err != nil {
 			return nil, s.readErr(ns, key, version, err)
 		}
 		return s.open(ctx, ns, key, version, a.Size)
 	}
-	// The newest version listed can be deleted before it is opened (by
-	// retention, once newer ones arrived): look again.
-	for attempt := 1; ; attempt++ {
-		vs, err := s.listVersions(ctx, ns, key)
-		if err != nil {
-			return nil, err
-		}
-		if len(vs) == 0 {
-			return nil, fmt.Errorf("%s/%s: %w", ns, key, ErrNotFound)
-		}
-		obj, err := s.open(ctx, ns, key, vs[0].version, vs[0].size)
-		if errors.Is(err, ErrNotFound) && attempt < scanAttempts {
-			continue
-		}
-		return obj, err
+	// Under the key's lock no commit, prune or delete can replace the
+	// newest version between the listing and the open (an open file stays
+	// readable after it is deleted).
+	unlock := s.locks.lock(ns, key)
+	defer unlock()
+	vs, err := s.listVersions(ctx, ns, key)
+	if err != nil {
+		return nil, err
 	}
+	if len(vs) == 0 {
+		return nil, fmt.Errorf("%s/%s: %w", ns, key, ErrNotFound)
+	}
+	return s.open(ctx, ns, key, vs[0].version, vs[0].size)
 }
 
 func (s *Store) open(ctx context.Context, ns, key, version string, size int64) (*Object, error) {
-	if obj, ok := s.openPending(ns, key, version); ok {
-		return obj, nil
-	}
 	name := objectName(ns, key, version)
 	m, err := s.readFooter(ctx, name, size)
 	if err != nil {
@@ -404,30 +361,8 @@ func (s *Store) readErr(ns, key, version string, err error) error {
 	return fmt.Errorf("read %s/%s version %s: %w", ns, key, version, err)
 }
 
-// openPending opens a version the journal holds in memory.
-func (s *Store) openPending(ns, key, version string) (*Object, bool) {
-	if s.journal == nil {
-		return nil, false
-	}
-	data, ok := s.journal.lookup(objectName(ns, key, version))
-	if !ok {
-		return nil, false
-	}
-	m, err := decodeFooter(data, int64(len(data)))
-	if err != nil {
-		return nil, false // never: Put encoded it
-	}
-	return &Object{Meta: m, ReadCloser: io.NopCloser(bytes.NewReader(data[:m.Size]))}, true
-}
-
-// readFooter reads the footer of an object of size bytes in one ranged read
-// (or from memory while the journal holds it).
+// readFooter reads the footer of an object of size bytes in one ranged read.
 func (s *Store) readFooter(ctx context.Context, name string, size int64) (Meta, error) {
-	if s.journal != nil {
-		if data, ok := s.journal.lookup(name); ok {
-			return decodeFooter(data, int64(len(data)))
-		}
-	}
 	n := min(size, maxFooterJSON+trailerLen)
 	if n < trailerLen {
 		return Meta{}, fmt.Errorf("%w: %s has %d bytes", ErrCorrupt, name, size)

@@ -21,7 +21,7 @@ func TestStoreRoundTripsOnMemAndFile(t *testing.T) {
 	for name, s := range map[string]*Store{"mem": mem, "file": file} {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			payload := bytes.Repeat([]byte{0, 1, 2, 0xff}, copyBufferSize) // several chunks, binary
+			payload := bytes.Repeat([]byte{0, 1, 2, 0xff}, testChunk) // several chunks, binary
 			created := time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
 			m, err := s.Put(ctx, PutOptions{Namespace: "ns", Key: "a/b", Pod: "p-1", ContentType: "application/x-tar", Created: created, SHA256: strings.ToUpper(sum(payload))}, bytes.NewReader(payload))
 			if err != nil {
