@@ -12,6 +12,9 @@ const (
 	HeaderSHA256  = "X-Content-SHA256"
 	HeaderPod     = "X-Lastcall-Pod"
 	HeaderVersion = "X-Lastcall-Version"
+	// HeaderNewerCorrupt names the newest version of the key when it is
+	// damaged and an older intact version is served instead.
+	HeaderNewerCorrupt = "X-Lastcall-Newer-Corrupt"
 )
 
 // put stores the request body as a new version of the key.
@@ -82,6 +85,9 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Length", strconv.FormatInt(obj.Size, 10))
 	h.Set(HeaderSHA256, obj.SHA256)
 	h.Set(HeaderVersion, obj.ID)
+	if obj.NewerCorrupt != "" {
+		h.Set(HeaderNewerCorrupt, obj.NewerCorrupt)
+	}
 	if obj.Pod != "" {
 		h.Set(HeaderPod, obj.Pod)
 	}

@@ -141,6 +141,9 @@ func TestRequestsAreRefusedWithReasons(t *testing.T) {
 		{"version marker in key", "PUT", base + "team-a/x/@v/20260101T000000.000000000Z-abcd", adminToken, body, nil, 400, "InvalidKey"},
 		{"escaped slash makes an empty segment", "PUT", base + "team-a/a%2F", adminToken, body, nil, 400, "InvalidKey"},
 		{"key too long", "PUT", base + "team-a/" + strings.Repeat("k", MaxKeyLen+1), adminToken, body, nil, 400, "InvalidKey"},
+		// A segment the file name could not hold after "@<version>" and the
+		// temp suffix: 201 once, then a server that could not start.
+		{"key segment too long", "PUT", base + "team-a/app/" + strings.Repeat("k", MaxKeySegmentLen+1), adminToken, body, nil, 400, "InvalidKey"},
 		{"empty key on DELETE", "DELETE", base + "team-a/", adminToken, nil, nil, 400, "InvalidKey"},
 		{"traversal in save key", "POST", ts.URL + "/state/save", adminToken, `{"namespace":"team-a","key":"../x","data":"x"}`, nil, 400, "InvalidKey"},
 		{"bad version", "GET", base + "team-a/k?version=../../x", adminToken, nil, nil, 400, "InvalidVersion"},

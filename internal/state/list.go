@@ -3,6 +3,7 @@ package state
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -104,8 +105,14 @@ func (s *Store) List(ctx context.Context, ns string) ([]Item, error) {
 	g.SetLimit(footerReaders)
 	for i, v := range vs {
 		g.Go(func() error {
-			m, err := s.readFooter(gctx, objectName(ns, v.key, v.version), v.size)
+			name := objectName(ns, v.key, v.version)
+			m, err := s.readFooter(gctx, name, v.size)
 			if gcerrors.Code(err) == gcerrors.NotFound {
+				return nil
+			}
+			// One damaged object must not hide the namespace's others.
+			if errors.Is(err, ErrCorrupt) {
+				s.unreadable(name, err)
 				return nil
 			}
 			if err != nil {

@@ -22,6 +22,7 @@ type metrics struct {
 	bytes    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	pruned   prometheus.Counter
+	damaged  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -44,9 +45,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "lastcall_state_pruned_versions_total",
 			Help: "Versions deleted by the retention policy.",
 		}),
+		damaged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "lastcall_state_unreadable_objects_total",
+			Help: "Damaged objects a read or a listing skipped (each time it met one).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.bytes, m.duration, m.pruned)
+		reg.MustRegister(m.requests, m.bytes, m.duration, m.pruned, m.damaged)
 	}
 	return m
 }

@@ -29,6 +29,7 @@ const (
 	ReasonIncompleteBody     = "IncompleteBody"
 	ReasonTooLarge           = "TooLarge"
 	ReasonNotFound           = "NotFound"
+	ReasonCorrupt            = "Corrupt"
 	ReasonInternal           = "Internal"
 )
 
@@ -44,6 +45,8 @@ func statusFor(err error) (int, string) {
 		return http.StatusRequestEntityTooLarge, ReasonTooLarge
 	case errors.Is(err, ErrNotFound):
 		return http.StatusNotFound, ReasonNotFound
+	case errors.Is(err, ErrCorrupt):
+		return http.StatusConflict, ReasonCorrupt
 	}
 	for _, m := range []struct {
 		err    error

@@ -73,7 +73,7 @@ func NewServer(store *Store, authn *auth.Authenticator, authz *auth.Authorizer, 
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Server{
+	s := &Server{
 		store:   store,
 		authn:   authn,
 		authz:   authz,
@@ -83,6 +83,11 @@ func NewServer(store *Store, authn *auth.Authenticator, authz *auth.Authorizer, 
 		log:     opts.Logger,
 		metrics: newMetrics(opts.Registerer),
 	}
+	store.OnUnreadable = func(name string, err error) {
+		s.metrics.damaged.Inc()
+		s.log.Warn("skipped a damaged state object", "object", name, "err", err)
+	}
+	return s
 }
 
 // Register mounts the API on mux.

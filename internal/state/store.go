@@ -38,6 +38,9 @@ type Store struct {
 	bucket *blob.Bucket
 	files  *fileStore // set for file:// only
 	locks  keyLocks
+	// OnUnreadable, if set, hears of each object a read or listing skipped
+	// because it is damaged (the server logs and counts them).
+	OnUnreadable func(name string, err error)
 	// beforeCommit, if set, runs after the payload is written and synced
 	// and before it is committed: the crash tests kill the process there.
 	beforeCommit func()
@@ -311,6 +314,9 @@ func (v *blobVersion) abort() {
 type Object struct {
 	Meta
 	io.ReadCloser
+	// NewerCorrupt is the newest version, when it is damaged and this
+	// older intact one is served in its place.
+	NewerCorrupt string
 }
 
 // Open opens a version of a key, the newest when version is "". It returns
@@ -338,7 +344,30 @@ func (s *Store) Open(ctx context.Context, ns, key, version string) (*Object, err
 	if len(vs) == 0 {
 		return nil, fmt.Errorf("%s/%s: %w", ns, key, ErrNotFound)
 	}
-	return s.open(ctx, ns, key, vs[0].version, vs[0].size)
+	// A damaged newest version must not hide the state before it: the
+	// newest intact one is served, and says which newer one was skipped.
+	var skipped string
+	for _, v := range vs {
+		obj, err := s.open(ctx, ns, key, v.version, v.size)
+		if !errors.Is(err, ErrCorrupt) {
+			if obj != nil && skipped != "" {
+				obj.NewerCorrupt = skipped
+			}
+			return obj, err
+		}
+		s.unreadable(objectName(ns, key, v.version), err)
+		if skipped == "" {
+			skipped = v.version
+		}
+	}
+	return nil, fmt.Errorf("%s/%s: every version is damaged: %w", ns, key, ErrCorrupt)
+}
+
+// unreadable reports an object that cannot be read and is skipped.
+func (s *Store) unreadable(name string, err error) {
+	if s.OnUnreadable != nil {
+		s.OnUnreadable(name, err)
+	}
 }
 
 func (s *Store) open(ctx context.Context, ns, key, version string, size int64) (*Object, error) {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -97,8 +99,55 @@ func TestForeignObjectsAreNotVersions(t *testing.T) {
 	if _, err := s.Open(ctx, "ns", "k", ""); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Open of a foreign object = %v, want ErrCorrupt", err)
 	}
-	if _, err := s.List(ctx, "ns"); !errors.Is(err, ErrCorrupt) {
-		t.Fatalf("List with a foreign object = %v, want ErrCorrupt", err)
+	var skipped []string
+	s.OnUnreadable = func(name string, _ error) { skipped = append(skipped, name) }
+	if _, err := s.Put(ctx, PutOptions{Namespace: "ns", Key: "other", Created: time.Now()}, strings.NewReader("ok")); err != nil {
+		t.Fatal(err)
+	}
+	items, err := s.List(ctx, "ns")
+	if err != nil || len(items) != 1 || items[0].Key != "other" {
+		t.Fatalf("List with a foreign object = %+v, %v; want the intact key only", items, err)
+	}
+	if len(skipped) != 1 || skipped[0] != objectName("ns", "k", v) {
+		t.Fatalf("skipped %v, want the foreign object reported once", skipped)
+	}
+}
+
+// TestDamagedNewestVersionServesTheNewestIntactOne: one damaged version
+// hides neither the key's older state nor the namespace's other keys.
+func TestDamagedNewestVersionServesTheNewestIntactOne(t *testing.T) {
+	store, dir := newFileStore(t)
+	ts := newTestServer(t, store, Options{})
+	base := ts.URL + "/v1/state/team-a/"
+	var versions []string
+	for _, body := range []string{"old", "new"} {
+		r := do(t, "PUT", base+"k", adminToken, body, nil)
+		if r.code != 201 {
+			t.Fatalf("PUT: %d", r.code)
+		}
+		versions = append(versions, r.meta(t).ID)
+	}
+	// The newest version's footer is overwritten: a torn disk block.
+	newest := filepath.Join(dir, filepath.FromSlash(objectName("team-a", "k", versions[1])))
+	if err := os.WriteFile(newest, []byte("garbage"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	r := do(t, "GET", base+"k", adminToken, nil, nil)
+	if r.code != 200 || string(r.body) != "old" || r.header.Get(HeaderNewerCorrupt) != versions[1] || r.header.Get(HeaderVersion) != versions[0] {
+		t.Fatalf("GET: %d %q, versions %s newer-corrupt %q; want the old version and the damaged one named",
+			r.code, r.body, r.header.Get(HeaderVersion), r.header.Get(HeaderNewerCorrupt))
+	}
+	if r := do(t, "GET", base, adminToken, nil, nil); r.code != 200 {
+		t.Fatalf("LIST with a damaged object: %d %s", r.code, r.body)
+	}
+	// Every version damaged: 409 Corrupt, not a 500.
+	oldest := filepath.Join(dir, filepath.FromSlash(objectName("team-a", "k", versions[0])))
+	if err := os.WriteFile(oldest, []byte("garbage"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	r = do(t, "GET", base+"k", adminToken, nil, nil)
+	if r.code != 409 || r.errorBody(t).Reason != ReasonCorrupt {
+		t.Fatalf("GET with every version damaged: %d %s, want 409 Corrupt", r.code, r.body)
 	}
 }
 
