@@ -8,9 +8,8 @@
 //
 // Caveats: each version is one object, the payload followed by a small JSON
 // footer, so a version appears whole or not at all on every backend; file://
-// writes are durable before they are acknowledged: large ones fsync'd (file,
-// then directory), small ones appended to a group-committed journal, served
-// from memory and written as files in the background (replayed by OpenStore
-// after a crash). A file:// directory belongs to one process. Versions are
-// never modified, only added and deleted.
+// writes are durable before they are acknowledged (temp file, fsync, rename,
+// directory fsync). A file:// directory belongs to one process, which
+// serialises the changes of each key. Versions are never modified, only
+// added and deleted.
 package state

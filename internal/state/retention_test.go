@@ -118,42 +118,17 @@ func TestRetentionPrunesOldVersionsOnRunsSchedule(t *testing.T) {
 	}
 }
 
-// TestRunPrunesWrittenKeysInTheBackground: while Run runs, a write's key is
-// pruned by Run after the answer (the client's next request does not wait
-// for it); once Run has stopped, each write prunes its key itself again.
-func TestRunPrunesWrittenKeysInTheBackground(t *testing.T) {
+// TestWritePrunesItsKey: each write applies retention to its key once its
+// answer is out, whether or not Run runs.
+func TestWritePrunesItsKey(t *testing.T) {
 	store, _ := newFileStore(t)
 	clk := testingclock.NewFakeClock(time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC))
 	ts := newTestServer(t, store, Options{Clock: clk, KeepVersions: 2})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- ts.Run(ctx) }()
-	eventually(t, "Run to take written keys", func() bool {
-		ts.written.mu.Lock()
-		defer ts.written.mu.Unlock()
-		return ts.written.wake != nil
-	})
-	put := func(i int) {
-		t.Helper()
+	for i := range 5 {
 		clk.Step(time.Minute)
 		if r := do(t, http.MethodPut, ts.URL+"/v1/state/team-a/k", adminToken, strconv.Itoa(i), nil); r.code != http.StatusCreated {
 			t.Fatalf("PUT: %d %s", r.code, r.body)
 		}
 	}
-	for i := range 5 {
-		put(i)
-	}
-	eventually(t, "Run to prune k to 2 versions", func() bool { return len(versionsOf(t, store, "team-a", "k")) == 2 })
-
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if ts.written.add("team-a", "k") {
-		t.Fatal("a stopped Run still takes keys")
-	}
-	for i := range 3 {
-		put(10 + i)
-	}
-	eventually(t, "writes to prune k themselves", func() bool { return len(versionsOf(t, store, "team-a", "k")) == 2 })
+	eventually(t, "the writes to prune k to 2 versions", func() bool { return len(versionsOf(t, store, "team-a", "k")) == 2 })
 }

@@ -51,7 +51,6 @@ type Server struct {
 	clock   clock.WithTicker
 	log     *slog.Logger
 	metrics *metrics
-	written writtenKeys
 }
 
 // NewServer returns a Server. authz may be nil: then only the static admin
@@ -101,45 +100,29 @@ func (s *Server) Register(mux *http.ServeMux) {
 }
 
 // Run applies the retention policy to the whole store at once and then
-// every PruneInterval, and to each key written since, soon after its write,
-// until ctx ends.
+// every PruneInterval, until ctx ends. (Each key is also pruned right after
+// it is written.)
 func (s *Server) Run(ctx context.Context) error {
 	t := s.clock.NewTicker(s.opts.PruneInterval)
 	defer t.Stop()
-	wake := s.written.start()
-	defer s.written.stop()
 	for {
 		n, err := s.store.PruneAll(ctx, s.policy, s.clock.Now())
 		s.metrics.pruned.Add(float64(n))
 		if err != nil && ctx.Err() == nil {
 			s.log.Error("prune state store", "err", err)
 		}
-	drain:
-		for {
-			for _, k := range s.written.take() {
-				s.pruneKey(ctx, k.ns, k.key)
-			}
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-wake:
-			case <-t.C():
-				break drain
-			}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C():
 		}
 	}
 }
 
-// pruneAfterWrite applies the retention policy to a key just written, after
-// the answer went out: a dying pod need not wait for it. While Run runs it
-// does so in the background (a key written many times meanwhile is pruned
-// once), so that not even the client's next request on the connection
-// waits; otherwise, here. A failure is logged, not returned: the write
-// itself succeeded.
+// pruneAfterWrite applies the retention policy to a key just written, once
+// the answer has gone out: a dying pod need not wait for it. A failure is
+// logged, not returned: the write itself succeeded.
 func (s *Server) pruneAfterWrite(w http.ResponseWriter, r *http.Request, ns, key string) {
-	if s.written.add(ns, key) {
-		return
-	}
 	_ = http.NewResponseController(w).Flush()
 	s.pruneKey(r.Context(), ns, key)
 }
