@@ -210,8 +210,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	err := s.mgr.Start(ctx)
 	// Last, once the listeners and the runs have stopped and nothing writes
-	// to it: closing the store writes out the saves its journal still holds
-	// in memory, so that the next start has nothing to replay.
+	// to it.
 	if cerr := s.store.Close(); cerr != nil {
 		s.log.Error("close state store", "err", cerr)
 		if err == nil {

@@ -12,11 +12,10 @@ import (
 	"testing"
 )
 
-// TestShutdownWritesOutJournalledSaves: a save is acknowledged once its
-// journal record is on disk, and its file is written later. A server that
-// is stopped (SIGTERM in a pod) must write every acknowledged save out as
-// a whole file before Run returns, so the next start has nothing to replay.
-func TestShutdownWritesOutJournalledSaves(t *testing.T) {
+// TestEveryAcknowledgedSaveIsAFileAfterShutdown: every save answered 201
+// before the server stopped is a whole file of its full size after Run
+// returns.
+func TestEveryAcknowledgedSaveIsAFileAfterShutdown(t *testing.T) {
 	base, dir, stop := startStateServer(t)
 	want := map[string]bool{}
 	for i := range 40 {
