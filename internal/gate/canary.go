@@ -6,7 +6,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -15,12 +14,10 @@ import (
 // CanaryGVK is Flagger's Canary kind.
 var CanaryGVK = schema.GroupVersionKind{Group: "flagger.app", Version: "v1beta1", Kind: "Canary"}
 
-// canaries reads Flagger's Canary objects: their metadata from an informer
-// (for Events and to refuse payloads naming no canary), their target from
-// the API server, only when a gate run is about to start.
+// canaries reads Flagger's Canary objects from an informer: for Events,
+// and to check that a gate call is Flagger's for the revision it rolls out.
 type canaries struct {
-	Cache     client.Reader
-	APIReader client.Reader
+	Cache client.Reader
 }
 
 // errNoCanary answers 404 on /flagger/event and holds /flagger/gate.
@@ -29,35 +26,16 @@ var errNoCanary = fmt.Errorf("canary %w", errNotFound)
 // Ref returns an object reference to the canary, with its UID so that
 // `kubectl describe canary` lists Events recorded on it.
 func (c *canaries) Ref(ctx context.Context, namespace, name string) (*corev1.ObjectReference, error) {
-	var m metav1.PartialObjectMetadata
-	m.SetGroupVersionKind(CanaryGVK)
-	if err := c.Cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &m, noCopy); err != nil {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(CanaryGVK)
+	if err := c.Cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, u); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, fmt.Errorf("%w: %s/%s", errNoCanary, namespace, name)
 		}
 		return nil, fmt.Errorf("read canary %s/%s: %w", namespace, name, err)
 	}
 	return &corev1.ObjectReference{APIVersion: CanaryGVK.GroupVersion().String(), Kind: CanaryGVK.Kind,
-		Namespace: namespace, Name: name, UID: m.UID, ResourceVersion: m.ResourceVersion}, nil
-}
-
-// Target returns the kind and name of the workload the canary rolls out
-// (spec.targetRef); Flagger names its stable copy <name>-primary.
-func (c *canaries) Target(ctx context.Context, namespace, name string) (kind, target string, err error) {
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(CanaryGVK)
-	if err := c.APIReader.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, u); err != nil {
-		if apierrors.IsNotFound(err) {
-			return "", "", fmt.Errorf("%w: %s/%s", errNoCanary, namespace, name)
-		}
-		return "", "", fmt.Errorf("read canary %s/%s: %w", namespace, name, err)
-	}
-	kind, _, _ = unstructured.NestedString(u.Object, "spec", "targetRef", "kind")
-	target, _, _ = unstructured.NestedString(u.Object, "spec", "targetRef", "name")
-	if target == "" {
-		return "", "", fmt.Errorf("canary %s/%s has no spec.targetRef.name", namespace, name)
-	}
-	return kind, target, nil
+		Namespace: namespace, Name: name, UID: u.GetUID(), ResourceVersion: u.GetResourceVersion()}, nil
 }
 
 // canaryRef is the reference Events are recorded on: the Canary with its

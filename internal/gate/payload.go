@@ -98,8 +98,30 @@ func DecodePayload(body []byte) (Payload, error) {
 	if !isDNS1123Label(p.Namespace) {
 		return Payload{}, invalid("namespace %q: %s", p.Namespace, strings.Join(validation.IsDNS1123Label(p.Namespace), "; "))
 	}
+	// Flagger's checksums are short lowercase alphanumerics; anything else
+	// is not Flagger's and must not reach a run name, a label or a log line.
+	if p.Checksum != "" && !isDNS1123Label(p.Checksum) {
+		return Payload{}, invalid("checksum: at most 63 characters of [a-z0-9-]")
+	}
+	if len(p.Metadata) > maxMetadataEntries {
+		return Payload{}, invalid("metadata: more than %d entries", maxMetadataEntries)
+	}
+	for k, v := range p.Metadata {
+		if len(k) > maxMetadataKey || len(v) > maxMetadataValue {
+			return Payload{}, invalid("metadata: keys at most %d bytes, values at most %d", maxMetadataKey, maxMetadataValue)
+		}
+	}
 	return p, nil
 }
+
+// Bounds of a payload's metadata (spec.analysis.webhooks[].metadata): room
+// for a loadtester command line, far from what could make a run, a label or
+// an Event grow.
+const (
+	maxMetadataEntries = 32
+	maxMetadataKey     = 63
+	maxMetadataValue   = 4096
+)
 
 // isDNS1123Label is validation.IsDNS1123Label without the regexp: at most
 // 63 characters of [a-z0-9-], starting and ending alphanumeric.

@@ -2,13 +2,13 @@ package gate
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -44,7 +44,14 @@ func blocked(format string, args ...any) error {
 // startRun creates the gate run for a revision from the policy that covers
 // the canary's primary pods, or returns the run another call created first.
 func (s *Server) startRun(ctx context.Context, p Payload, hook HookType, name string) (*v1alpha1.TerminationRun, error) {
-	policy, err := s.resolvePolicy(ctx, p)
+	kind, target, err := s.checkRevision(ctx, p, hook)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.oneActiveRun(ctx, p, hook); err != nil {
+		return nil, err
+	}
+	policy, err := s.resolvePolicy(ctx, p, kind, target)
 	if err != nil {
 		return nil, err
 	}
@@ -75,30 +82,18 @@ func (s *Server) startRun(ctx context.Context, p Payload, hook HookType, name st
 	return r, nil
 }
 
-// resolvePolicy finds the policy of a gate run: metadata.policy, else the
-// one policy in the canary's namespace whose targetRef names the primary
-// workload or whose selector matches the primary's pods.
-func (s *Server) resolvePolicy(ctx context.Context, p Payload) (*v1alpha1.TerminationPolicy, error) {
-	if name := p.Metadata[MetaPolicy]; name != "" {
-		var pol v1alpha1.TerminationPolicy
-		err := s.c.Cache.Get(ctx, client.ObjectKey{Namespace: p.Namespace, Name: name}, &pol)
-		if apierrors.IsNotFound(err) {
-			return nil, blocked("metadata.policy names TerminationPolicy %s, which does not exist in %s", name, p.Namespace)
-		}
-		return &pol, err
-	}
+// resolvePolicy finds the policy of a gate run: among the policies in the
+// canary's namespace whose targetRef names the primary workload or whose
+// selector matches the primary's pods, the one metadata.policy names (it
+// only narrows the choice: a policy that does not cover the canary is
+// refused), else the only one.
+func (s *Server) resolvePolicy(ctx context.Context, p Payload, kind, target string) (*v1alpha1.TerminationPolicy, error) {
 	var list v1alpha1.TerminationPolicyList
 	if err := s.c.Cache.List(ctx, &list, client.InNamespace(p.Namespace)); err != nil {
 		return nil, fmt.Errorf("list policies in %s: %w", p.Namespace, err)
 	}
 	if len(list.Items) == 0 {
-		// Said before reading the canary from the API server: calls for
-		// namespaces without policies cost no API request.
 		return nil, blocked("no TerminationPolicy in %s: create one covering the canary's primary pods", p.Namespace)
-	}
-	kind, target, err := s.target(ctx, p)
-	if err != nil {
-		return nil, err
 	}
 	primary := target + "-primary"
 	var podLabels labels.Set // the primary's pod template labels, read once if needed
@@ -127,9 +122,17 @@ func (s *Server) resolvePolicy(ctx context.Context, p Payload) (*v1alpha1.Termin
 			matches = append(matches, pol)
 		}
 	}
+	if name := p.Metadata[MetaPolicy]; name != "" {
+		for _, m := range matches {
+			if m.Name == name {
+				return m, nil
+			}
+		}
+		return nil, blocked("metadata.policy names TerminationPolicy %s, which does not cover %s/%s (a targetRef to it or a selector matching its pods)", name, p.Namespace, primary)
+	}
 	switch len(matches) {
 	case 0:
-		return nil, blocked("no TerminationPolicy in %s covers %s (a targetRef to it or a selector matching its pods): create one or set metadata.policy", p.Namespace, primary)
+		return nil, blocked("no TerminationPolicy in %s covers %s (a targetRef to it or a selector matching its pods): create one", p.Namespace, primary)
 	case 1:
 		return matches[0], nil
 	}
@@ -141,20 +144,23 @@ func (s *Server) resolvePolicy(ctx context.Context, p Payload) (*v1alpha1.Termin
 	return nil, blocked("policies %s all cover %s: set metadata.policy", strings.Join(names, ", "), primary)
 }
 
-// target is the canary's target workload: metadata.target, the Canary's
-// spec.targetRef, or (without Flagger's CRD) the canary's own name.
-func (s *Server) target(ctx context.Context, p Payload) (kind, name string, err error) {
-	if t := p.Metadata[MetaTarget]; t != "" {
-		return "", t, nil
+// oneActiveRun refuses to start a second run for a canary and hook type
+// while the run of an earlier revision has not ended: a flood of checksums
+// can never start more than one, and the old run is never cut short (its
+// drain may be half done). Flagger calls again each interval; the new
+// revision's run starts once the old one is complete.
+func (s *Server) oneActiveRun(ctx context.Context, p Payload, hook HookType) error {
+	runs, err := GateRuns(ctx, s.c.Cache, p.Namespace, p.Name)
+	if err != nil {
+		return err
 	}
-	if s.c.Canaries == nil {
-		return "", p.Name, nil
+	for _, r := range runs {
+		c := r.Spec.Trigger.Canary
+		if c.HookType == string(hook) && c.Checksum != p.Checksum && !meta.IsStatusConditionTrue(r.Status.Conditions, v1alpha1.ConditionComplete) {
+			return blocked("run %s for revision %s of canary %s/%s has not ended; the run for %s starts once it has", r.Name, c.Checksum, p.Namespace, p.Name, p.Checksum)
+		}
 	}
-	kind, name, err = s.c.Canaries.Target(ctx, p.Namespace, p.Name)
-	if errors.Is(err, errNoCanary) {
-		return "", "", blocked("%v: the gate starts runs only for existing canaries", err)
-	}
-	return kind, name, err
+	return nil
 }
 
 // templateLabels reads the pod template labels of the primary workload.

@@ -6,7 +6,7 @@ import (
 	"log/slog"
 
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -34,12 +34,12 @@ func New(mgr manager.Manager, authn *auth.Authenticator, authz *auth.Authorizer,
 	_, err := mgr.GetRESTMapper().RESTMapping(CanaryGVK.GroupKind(), CanaryGVK.Version)
 	switch {
 	case err == nil:
-		c.Canaries = &canaries{Cache: mgr.GetCache(), APIReader: mgr.GetAPIReader()}
-		m := &metav1.PartialObjectMetadata{}
-		m.SetGroupVersionKind(CanaryGVK)
-		informers = append(informers, m)
+		c.Canaries = &canaries{Cache: mgr.GetCache()}
+		u := &unstructured.Unstructured{}
+		u.SetGroupVersionKind(CanaryGVK)
+		informers = append(informers, u)
 	case meta.IsNoMatchError(err):
-		log.Info("Flagger's Canary kind is not installed: gate runs take the canary's name as its target's")
+		log.Warn("Flagger's Canary kind is not installed: the gate starts no runs until it is (restart lastcall server after installing Flagger)")
 	default:
 		// Not knowing would silently skip the canary checks: fail instead.
 		return nil, fmt.Errorf("look up Flagger's Canary kind: %w", err)
