@@ -18,10 +18,6 @@ import (
 	"github.com/lastcall-dev/lastcall/internal/gate"
 )
 
-// promotion is what Flagger v1.36 POSTs to a confirm-promotion hook.
-func promotion(ns, name, checksum string) map[string]any {
-	return map[string]any{"name": name, "namespace": ns, "phase": "Progressing", "checksum": checksum}
-}
 
 func TestFlaggerGateHoldsWhileTheRunDrainsAndOpensWhenItSucceeded(t *testing.T) {
 	env := clustertest.New(t)
@@ -30,7 +26,7 @@ func TestFlaggerGateHoldsWhileTheRunDrainsAndOpensWhenItSucceeded(t *testing.T) 
 	app := newDrainApp()
 	pods := canary(t, c, env.Namespace, "web", "web", 3, app)
 	s.waitCached(t, drainPolicy(t, c, env.Namespace, "drain-web", "web", ""))
-	payload := promotion(env.Namespace, "web", "rev-1")
+	payload := s.promotion(t, c, env.Namespace, "web", "rev-1")
 
 	first := post(t, s.URL+"/flagger/gate", "", payload)
 	if first.code != http.StatusForbidden || first.contentType != "application/json" {
@@ -64,14 +60,14 @@ func TestFlaggerGateHoldsWhileTheRunDrainsAndOpensWhenItSucceeded(t *testing.T) 
 		t.Fatalf("%d gate runs, want 1", len(runs))
 	}
 	r := runs[0]
-	want := v1alpha1.CanaryRef{Name: "web", Namespace: env.Namespace, Checksum: "rev-1", HookType: "confirm-promotion"}
+	want := v1alpha1.CanaryRef{Name: "web", Namespace: env.Namespace, Checksum: gate.FlaggerChecksum(nil, "rev-1"), HookType: "confirm-promotion"}
 	if r.Spec.Trigger.Source != v1alpha1.TriggerGate || r.Spec.Trigger.Canary == nil || *r.Spec.Trigger.Canary != want ||
 		r.Labels[gate.LabelCanary] != "web" || r.Spec.PolicyRef.Name != "drain-web" {
 		t.Errorf("run trigger %+v labels %v policy %s: want the canary revision and drain-web", r.Spec.Trigger, r.Labels, r.Spec.PolicyRef.Name)
 	}
 
 	// A new revision is a new run; the old one keeps its answer.
-	next := post(t, s.URL+"/flagger/gate", "", promotion(env.Namespace, "web", "rev-2"))
+	next := post(t, s.URL+"/flagger/gate", "", s.promotion(t, c, env.Namespace, "web", "rev-2"))
 	if next.code != http.StatusForbidden || gateAnswer(t, next).Run == a.Run {
 		t.Errorf("revision 2: %v, want 403 for a new run", next)
 	}
@@ -93,7 +89,8 @@ func TestFlaggerGateStartsOneRunForConcurrentCallsOnTwoReplicasAndAfterARestart(
 	policy := drainPolicy(t, c, env.Namespace, "drain-api", "api", "")
 	a.waitCached(t, policy)
 	b.waitCached(t, policy)
-	payload := promotion(env.Namespace, "api", "rev-7")
+	payload := a.promotion(t, c, env.Namespace, "api", "rev-7")
+	b.promotion(t, c, env.Namespace, "api", "rev-7")
 
 	var wg sync.WaitGroup
 	names := make(chan string, 40)
@@ -168,7 +165,7 @@ func TestFailedRunHoldsTheGateUnlessThePolicySaysOpen(t *testing.T) {
 		close(app.release)
 		canary(t, c, env.Namespace, tc.canary, tc.canary, 1, app)
 		drainPolicy(t, c, env.Namespace, "drain-"+tc.canary, tc.canary, tc.onFailure)
-		payload := promotion(env.Namespace, tc.canary, "rev-1")
+		payload := s.promotion(t, c, env.Namespace, tc.canary, "rev-1")
 		got := until(t, 30*time.Second, "the run of "+tc.canary+" to fail", func() answer {
 			return post(t, s.URL+"/flagger/gate", "", payload)
 		}, func(a answer) bool { return strings.Contains(a.body, tc.msg) })
@@ -185,7 +182,7 @@ func TestManualOverrideIsRecordedOnTheRunAndWins(t *testing.T) {
 	app := newDrainApp()
 	canary(t, c, env.Namespace, "web", "web", 1, app)
 	s.waitCached(t, drainPolicy(t, c, env.Namespace, "drain-web", "web", ""))
-	payload := promotion(env.Namespace, "web", "rev-1")
+	payload := s.promotion(t, c, env.Namespace, "web", "rev-1")
 	if got := post(t, s.URL+"/flagger/gate", "", payload); got.code != http.StatusForbidden {
 		t.Fatalf("before the override: %v", got)
 	}
@@ -209,7 +206,7 @@ func TestManualOverrideIsRecordedOnTheRunAndWins(t *testing.T) {
 	// Closing wins over a run that has since succeeded.
 	close(app.release)
 	waitPhase(t, c, env.Namespace, runs[0].Name, v1alpha1.RunSucceeded)
-	closed := post(t, s.URL+"/flagger/gate/close", adminToken, map[string]any{"name": "web", "namespace": env.Namespace, "checksum": "rev-1"})
+	closed := post(t, s.URL+"/flagger/gate/close", adminToken, map[string]any{"name": "web", "namespace": env.Namespace, "checksum": gate.FlaggerChecksum(nil, "rev-1")})
 	if closed.code != http.StatusOK {
 		t.Fatalf("close: %v", closed)
 	}
@@ -236,14 +233,14 @@ func TestFlaggerGateFindsThePolicyOrSaysWhyNot(t *testing.T) {
 			t.Fatalf("%v: got %v, want 403 NoRun saying %q", body, got, want)
 		}
 	}
-	hold(promotion(env.Namespace, "shop", "r1"), "no TerminationPolicy in "+env.Namespace+": create one")
+	hold(s.promotion(t, c, env.Namespace, "shop", "r1"), "no TerminationPolicy in "+env.Namespace+": create one")
 	// A policy for something else: now the canary is looked at.
 	s.waitCached(t, drainPolicy(t, c, env.Namespace, "other", "other", ""))
-	hold(promotion(env.Namespace, "shop", "r1"), "no TerminationPolicy in "+env.Namespace+" covers store-primary")
-	hold(promotion(env.Namespace, "nocanary", "r1"), "canary not found")
-	withPolicy := promotion(env.Namespace, "shop", "r1")
+	hold(s.promotion(t, c, env.Namespace, "shop", "r1"), "no TerminationPolicy in "+env.Namespace+" covers store-primary")
+	hold(s.promotion(t, c, env.Namespace, "nocanary", "r1"), "canary not found")
+	withPolicy := s.promotion(t, c, env.Namespace, "shop", "r1")
 	withPolicy["metadata"] = map[string]string{"policy": "missing"}
-	hold(withPolicy, "TerminationPolicy missing, which does not exist")
+	hold(withPolicy, "TerminationPolicy missing, which does not cover")
 
 	// A selector policy matching the primary's pod labels is found...
 	sel := &v1alpha1.TerminationPolicy{}
@@ -254,12 +251,12 @@ func TestFlaggerGateFindsThePolicyOrSaysWhyNot(t *testing.T) {
 		t.Fatal(err)
 	}
 	until(t, 30*time.Second, "the selector policy's run to succeed", func() answer {
-		return post(t, s.URL+"/flagger/gate", "", promotion(env.Namespace, "shop", "r1"))
+		return post(t, s.URL+"/flagger/gate", "", s.promotion(t, c, env.Namespace, "shop", "r1"))
 	}, func(a answer) bool { return a.code == http.StatusOK })
 	// ...and a second one covering the same pods makes it ambiguous.
 	s.waitCached(t, drainPolicy(t, c, env.Namespace, "by-target", "store", ""))
-	hold(promotion(env.Namespace, "shop", "r2"), "policies by-selector, by-target all cover store-primary: set metadata.policy")
-	explicit := promotion(env.Namespace, "shop", "r2")
+	hold(s.promotion(t, c, env.Namespace, "shop", "r2"), "policies by-selector, by-target all cover store-primary: set metadata.policy")
+	explicit := s.promotion(t, c, env.Namespace, "shop", "r2")
 	explicit["metadata"] = map[string]string{"policy": "by-target", "type": "confirm-rollout"}
 	got := post(t, s.URL+"/flagger/gate", "", explicit)
 	if got.code != http.StatusForbidden {

@@ -367,3 +367,37 @@ func counter(t testing.TB, s *gateServer, name string, labels map[string]string)
 	}
 	return 0
 }
+
+// promotion is what Flagger v1.36 POSTs to a confirm-promotion hook while it
+// rolls out revision rev of the canary: first it sets the Canary's status as
+// Flagger does then (phase Progressing, rev as status.lastAppliedSpec), when
+// the Canary exists, and waits for the server's cache to see it, so that the
+// checksum is the one the gate recomputes.
+func (s *gateServer) promotion(t testing.TB, c client.Client, ns, name, rev string) map[string]any {
+	t.Helper()
+	ctx := context.Background()
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gate.CanaryGVK)
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, u); err == nil {
+		applied, _, _ := unstructured.NestedString(u.Object, "status", "lastAppliedSpec")
+		if applied != rev {
+			_ = unstructured.SetNestedField(u.Object, "Progressing", "status", "phase")
+			_ = unstructured.SetNestedField(u.Object, rev, "status", "lastAppliedSpec")
+			if err := c.Status().Update(ctx, u); err != nil {
+				t.Fatalf("set canary %s status: %v", name, err)
+			}
+		}
+		{
+			clustertest.Eventually(t, 10*time.Second, func(ctx context.Context) (bool, error) {
+				got := &unstructured.Unstructured{}
+				got.SetGroupVersionKind(gate.CanaryGVK)
+				if err := s.srv.Manager().GetCache().Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, got); err != nil {
+					return false, nil
+				}
+				a, _, _ := unstructured.NestedString(got.Object, "status", "lastAppliedSpec")
+				return a == rev, nil
+			}, "the server's cache to see canary %s at %s", name, rev)
+		}
+	}
+	return map[string]any{"name": name, "namespace": ns, "phase": "Progressing", "checksum": gate.FlaggerChecksum(nil, rev)}
+}

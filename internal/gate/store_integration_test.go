@@ -79,7 +79,7 @@ func TestStoreChangesGatesUnderConcurrencyAndStatusShowsThem(t *testing.T) {
 	app := newDrainApp()
 	canary(t, c, env.Namespace, "web", "web", 2, app)
 	s.waitCached(t, drainPolicy(t, c, env.Namespace, "drain-web", "web", ""))
-	if got := post(t, s.URL+"/flagger/gate", "", promotion(env.Namespace, "web", "abc123")); got.code != http.StatusForbidden {
+	if got := post(t, s.URL+"/flagger/gate", "", s.promotion(t, c, env.Namespace, "web", "abc123")); got.code != http.StatusForbidden {
 		t.Fatalf("flagger gate: %v", got)
 	}
 	run, err := gate.FindRun(ctx, c, gate.Payload{Name: "web", Namespace: env.Namespace}, gate.HookConfirmPromotion)
@@ -90,7 +90,7 @@ func TestStoreChangesGatesUnderConcurrencyAndStatusShowsThem(t *testing.T) {
 		t.Fatal(err)
 	}
 	until(t, 10*time.Second, "the server to answer the override", func() answer {
-		return post(t, s.URL+"/flagger/gate", "", promotion(env.Namespace, "web", "abc123"))
+		return post(t, s.URL+"/flagger/gate", "", s.promotion(t, c, env.Namespace, "web", "abc123"))
 	}, func(a answer) bool { return a.code == http.StatusOK })
 
 	st, err := gate.ReadStatus(ctx, c, env.Namespace, "web")
@@ -109,7 +109,7 @@ func TestStoreChangesGatesUnderConcurrencyAndStatusShowsThem(t *testing.T) {
 	for _, want := range []string{
 		env.Namespace + "/web Open ",
 		" ago " + who + " ", // the rollback switch's state is whichever writer came last
-		env.Namespace + "/web confirm-promotion abc123 " + run.Name + " ",
+		env.Namespace + "/web confirm-promotion " + gate.FlaggerChecksum(nil, "abc123") + " " + run.Name + " ",
 		" 0/2 200 opened by " + who + " at ",
 	} {
 		if !strings.Contains(flat, want) {
