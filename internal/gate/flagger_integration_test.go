@@ -18,7 +18,6 @@ import (
 	"github.com/lastcall-dev/lastcall/internal/gate"
 )
 
-
 func TestFlaggerGateHoldsWhileTheRunDrainsAndOpensWhenItSucceeded(t *testing.T) {
 	env := clustertest.New(t)
 	c := adminClient(t)
