@@ -111,6 +111,11 @@ type TerminationRunSpec struct {
 	// Gate holds a manual override of the Flagger gate for this run.
 	// +optional
 	Gate *GateOverride `json:"gate,omitempty"`
+	// TTLSecondsAfterFinished deletes the run that long after it is
+	// complete, as for a Job; unset keeps it. The gate sets it on its runs.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	TTLSecondsAfterFinished *int32 `json:"ttlSecondsAfterFinished,omitempty"`
 }
 
 // PolicyRef names a TerminationPolicy in the run's namespace.

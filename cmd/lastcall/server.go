@@ -63,6 +63,8 @@ func newServerCommand() *cobra.Command {
 	f.Int64Var(&cfg.State.MaxSaveBytes, "state-max-save-bytes", cfg.State.MaxSaveBytes, "largest POST /state/save body")
 	f.IntVar(&cfg.State.KeepVersions, "state-keep-versions", cfg.State.KeepVersions, "versions kept per state key")
 	f.DurationVar(&cfg.State.Retention, "state-retention", cfg.State.Retention, "age after which state versions are deleted")
+	f.IntVar(&cfg.MaxConcurrentRuns, "max-concurrent-runs", cfg.MaxConcurrentRuns, "runs the leader executes at once; the others stay Pending until a slot frees")
+	f.DurationVar(&cfg.Gate.RunTTL, "gate-run-ttl", cfg.Gate.RunTTL, "how long a gate run is kept after it completed (its spec.ttlSecondsAfterFinished)")
 	f.Int64Var(&cfg.Gate.MaxBodyBytes, "gate-max-body-bytes", cfg.Gate.MaxBodyBytes, "largest Flagger webhook body the gate reads (413 beyond)")
 	f.BoolVar(&cfg.Watch, "watch", cfg.Watch, "watch for failed lifecycle hooks and containers SIGKILLed at their termination deadline (metrics, Events)")
 	f.DurationVar(&cfg.State.PruneInterval, "state-prune-interval", cfg.State.PruneInterval, "how often the leader applies retention to the whole store")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -12,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
@@ -66,6 +68,7 @@ func (s *Server) startRun(ctx context.Context, p Payload, hook HookType, name st
 		r.Labels[LabelCanary] = p.Name
 	}
 	r.Labels[LabelHook] = string(hook)
+	r.Spec.TTLSecondsAfterFinished = ptr.To(int32(s.opts.RunTTL / time.Second))
 	err = s.c.Client.Create(ctx, r)
 	if apierrors.IsAlreadyExists(err) {
 		// Another replica or an earlier call won; our cache has not seen it.

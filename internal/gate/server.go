@@ -23,6 +23,10 @@ import (
 // Defaults for Options.
 const (
 	DefaultMaxBodyBytes = 64 << 10
+	// DefaultRunTTL keeps a finished gate run a day: long past the
+	// promotion it answered (Flagger no longer calls for that revision),
+	// long enough to inspect it.
+	DefaultRunTTL = 24 * time.Hour
 	DefaultCacheWait    = 5 * time.Second
 )
 
@@ -38,6 +42,9 @@ const (
 type Options struct {
 	// MaxBodyBytes limits a request body; default 64 KiB (413 beyond).
 	MaxBodyBytes int64
+	// RunTTL is the spec.ttlSecondsAfterFinished of the runs the gate
+	// starts; default DefaultRunTTL.
+	RunTTL time.Duration
 	// CacheWait bounds how long a control request waits for this replica's
 	// cache to show its own write, so that a check that follows it on the
 	// same replica sees it; default 5 s.
@@ -88,6 +95,9 @@ type Server struct {
 func newServer(c clients, authn *auth.Authenticator, authz *auth.Authorizer, opts Options) *Server {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.RunTTL <= 0 {
+		opts.RunTTL = DefaultRunTTL
 	}
 	if opts.CacheWait <= 0 {
 		opts.CacheWait = DefaultCacheWait

@@ -9,6 +9,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/record"
@@ -36,7 +37,18 @@ type Options struct {
 	// CallbackURL is given to Argo Workflows as a parameter (the server's
 	// external address); optional.
 	CallbackURL string
+	// MaxConcurrentRuns bounds the runs this process executes at once;
+	// the others stay Pending until a slot frees. Default
+	// DefaultMaxConcurrentRuns.
+	MaxConcurrentRuns int
 }
+
+// DefaultMaxConcurrentRuns is enough for every Deployment of a large
+// rollout at once, and keeps a flood of runs from starving the API server.
+const DefaultMaxConcurrentRuns = 20
+
+// queuedRecheck is how often a run waiting for an execution slot looks again.
+const queuedRecheck = time.Second
 
 // Controller reconciles TerminationRuns: for each run that is not complete
 // it keeps one execution going, which owns the run's status until the run
@@ -51,9 +63,11 @@ type Controller struct {
 	metrics  *Metrics
 	argo     *argoBackend
 
+	max     int
 	mu      sync.Mutex
 	base    context.Context // set by Start; executions outlive a Reconcile call
 	running map[types.UID]bool
+	waiting map[types.UID]bool // runs held back by max
 	wg      sync.WaitGroup
 }
 
@@ -68,6 +82,9 @@ func NewController(mgr manager.Manager, opts Options) (*Controller, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = NewMetrics(nil)
 	}
+	if opts.MaxConcurrentRuns <= 0 {
+		opts.MaxConcurrentRuns = DefaultMaxConcurrentRuns
+	}
 	c := &Controller{
 		client:   mgr.GetClient(),
 		reader:   mgr.GetAPIReader(),
@@ -76,6 +93,8 @@ func NewController(mgr manager.Manager, opts Options) (*Controller, error) {
 		http:     opts.HTTPClient,
 		metrics:  opts.Metrics,
 		running:  map[types.UID]bool{},
+		waiting:  map[types.UID]bool{},
+		max:      opts.MaxConcurrentRuns,
 		argo:     &argoBackend{reader: mgr.GetAPIReader(), client: mgr.GetClient(), callbackURL: opts.CallbackURL},
 	}
 	c.actions = opts.Actions
@@ -121,7 +140,8 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if complete(&run) {
-		return ctrl.Result{}, nil
+		c.unqueue(run.UID)
+		return c.expire(ctx, &run)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -130,6 +150,18 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if c.running[run.UID] {
 		return ctrl.Result{}, nil
+	}
+	if len(c.running) >= c.max {
+		if !c.waiting[run.UID] {
+			c.waiting[run.UID] = true
+			c.metrics.waiting.Set(float64(len(c.waiting)))
+			log.FromContext(ctx).Info("run waits for an execution slot", "executing", len(c.running), "max", c.max)
+		}
+		return ctrl.Result{RequeueAfter: queuedRecheck}, nil
+	}
+	if c.waiting[run.UID] {
+		delete(c.waiting, run.UID)
+		c.metrics.waiting.Set(float64(len(c.waiting)))
 	}
 	c.running[run.UID] = true
 	c.wg.Add(1)
@@ -146,6 +178,36 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			log.FromContext(lctx).Error(err, "run execution stopped; it resumes on the next reconcile")
 		}
 	}()
+	return ctrl.Result{}, nil
+}
+
+// unqueue forgets a run that no longer waits for a slot.
+func (c *Controller) unqueue(uid types.UID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.waiting[uid] {
+		delete(c.waiting, uid)
+		c.metrics.waiting.Set(float64(len(c.waiting)))
+	}
+}
+
+// expire deletes a complete run once its spec.ttlSecondsAfterFinished has
+// passed since it completed, and otherwise comes back when it will have.
+func (c *Controller) expire(ctx context.Context, run *v1alpha1.TerminationRun) (ctrl.Result, error) {
+	ttl := run.Spec.TTLSecondsAfterFinished
+	done := meta.FindStatusCondition(run.Status.Conditions, v1alpha1.ConditionComplete)
+	if ttl == nil || done == nil {
+		return ctrl.Result{}, nil
+	}
+	left := done.LastTransitionTime.Add(time.Duration(*ttl) * time.Second).Sub(c.now().Time)
+	if left > 0 {
+		return ctrl.Result{RequeueAfter: left}, nil
+	}
+	err := c.client.Delete(ctx, run, client.Preconditions{UID: &run.UID})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return ctrl.Result{}, fmt.Errorf("delete expired run: %w", err)
+	}
+	log.FromContext(ctx).Info("deleted a run past its ttlSecondsAfterFinished", "ttl", *ttl)
 	return ctrl.Result{}, nil
 }
 

@@ -35,9 +35,17 @@ func TestMain(m *testing.M) {
 // startController runs the server's manager in-process for the test.
 func startController(t testing.TB) client.Client {
 	t.Helper()
+	return startControllerWith(t, func(*server.Config) {})
+}
+
+// startControllerWith is startController with the server's configuration
+// changed by set first.
+func startControllerWith(t testing.TB, set func(*server.Config)) client.Client {
+	t.Helper()
 	cfg := server.Defaults
 	cfg.HTTPAddr, cfg.MetricsAddr, cfg.HealthAddr, cfg.LeaderElect = "127.0.0.1:0", "127.0.0.1:0", "0", false
 	cfg.State.URL = "mem://"
+	set(&cfg)
 	srv, err := server.New(clustertest.Cluster().Config(), cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

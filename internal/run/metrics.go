@@ -11,6 +11,7 @@ type Metrics struct {
 	started  prometheus.Counter
 	finished *prometheus.CounterVec
 	active   prometheus.Gauge
+	waiting  prometheus.Gauge
 	duration prometheus.Histogram
 	steps    *prometheus.CounterVec
 	stepTime *prometheus.HistogramVec
@@ -28,6 +29,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		active: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "lastcall_runs_active", Help: "Runs being executed by this process.",
 		}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "lastcall_runs_waiting", Help: "Runs waiting for an execution slot (--max-concurrent-runs).",
+		}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "lastcall_run_attempt_duration_seconds", Help: "Duration of run attempts.",
 			Buckets: prometheus.ExponentialBuckets(0.1, 2, 14),
@@ -41,7 +45,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"kind"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.started, m.finished, m.active, m.duration, m.steps, m.stepTime)
+		reg.MustRegister(m.started, m.finished, m.active, m.waiting, m.duration, m.steps, m.stepTime)
 	}
 	return m
 }

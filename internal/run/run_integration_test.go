@@ -75,12 +75,19 @@ func drainPolicy(name, app string, concurrency int32) *v1alpha1.TerminationPolic
 
 func startRun(t *testing.T, c client.Client, policy *v1alpha1.TerminationPolicy) *v1alpha1.TerminationRun {
 	t.Helper()
+	return startRunWith(t, c, policy, func(*v1alpha1.TerminationRun) {})
+}
+
+// startRunWith is startRun with the run changed by set before it is created.
+func startRunWith(t *testing.T, c client.Client, policy *v1alpha1.TerminationPolicy, set func(*v1alpha1.TerminationRun)) *v1alpha1.TerminationRun {
+	t.Helper()
 	ctx := context.Background()
 	pods, err := run.PolicyPods(ctx, c, policy)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := run.NewRun(policy, "", pods, v1alpha1.Trigger{Source: v1alpha1.TriggerCLI, Reason: t.Name()})
+	set(r)
 	if err := c.Create(ctx, r); err != nil {
 		t.Fatalf("create run: %v", err)
 	}

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"time"
+
 	"github.com/lastcall-dev/lastcall/internal/gate"
 )
 
@@ -8,6 +10,8 @@ import (
 type GateConfig struct {
 	// MaxBodyBytes limits a webhook body (413 beyond).
 	MaxBodyBytes int64
+	// RunTTL deletes a gate run that long after it completed.
+	RunTTL time.Duration
 }
 
 // setupGate mounts the Flagger gate and the loadtester-compatible manual
@@ -15,6 +19,7 @@ type GateConfig struct {
 func (s *Server) setupGate() error {
 	g, err := gate.New(s.mgr, s.Authn, s.Authz, gate.Options{
 		MaxBodyBytes: s.cfg.Gate.MaxBodyBytes,
+		RunTTL:       s.cfg.Gate.RunTTL,
 		Logger:       s.log.With("component", "gate"),
 		Registerer:   s.registry,
 	})

@@ -57,6 +57,9 @@ type Config struct {
 	// Audience is the audience a ServiceAccount token must be issued for.
 	Audience string
 
+	// MaxConcurrentRuns bounds the runs the leader executes at once.
+	MaxConcurrentRuns int
+
 	State StateConfig
 	Gate  GateConfig
 	// Watch runs the termination watcher (FailedPreStopHook and
@@ -83,8 +86,9 @@ var Defaults = Config{
 		Retention:      state.DefaultRetention,
 		PruneInterval:  state.DefaultPruneInterval,
 	},
-	Gate:  GateConfig{MaxBodyBytes: gate.DefaultMaxBodyBytes},
-	Watch: true,
+	MaxConcurrentRuns: run.DefaultMaxConcurrentRuns,
+	Gate:              GateConfig{MaxBodyBytes: gate.DefaultMaxBodyBytes, RunTTL: gate.DefaultRunTTL},
+	Watch:             true,
 }
 
 // Scheme knows the built-in kinds and lastcall's.
@@ -176,7 +180,7 @@ func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 	s.store = store
 	// After the store: saveState steps write to it in-process.
 	hc := &http.Client{}
-	if _, err := run.NewController(mgr, run.Options{Actions: s.runActions(store, hc), HTTPClient: hc, Metrics: run.NewMetrics(reg), CallbackURL: cfg.CallbackURL}); err != nil {
+	if _, err := run.NewController(mgr, run.Options{Actions: s.runActions(store, hc), HTTPClient: hc, Metrics: run.NewMetrics(reg), CallbackURL: cfg.CallbackURL, MaxConcurrentRuns: cfg.MaxConcurrentRuns}); err != nil {
 		return nil, fmt.Errorf("set up run controller: %w", err)
 	}
 	if err := s.setupGate(); err != nil {
