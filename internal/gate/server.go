@@ -26,8 +26,8 @@ const (
 	// DefaultRunTTL keeps a finished gate run a day: long past the
 	// promotion it answered (Flagger no longer calls for that revision),
 	// long enough to inspect it.
-	DefaultRunTTL = 24 * time.Hour
-	DefaultCacheWait    = 5 * time.Second
+	DefaultRunTTL    = 24 * time.Hour
+	DefaultCacheWait = 5 * time.Second
 )
 
 // RBAC a caller needs for the control endpoints (open, close, overrides):

@@ -42,7 +42,7 @@ func TestRunsBeyondTheCapWaitForASlot(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "drain-capped"},
 		Spec: v1alpha1.TerminationPolicySpec{
 			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "capped"}},
-			Steps: []v1alpha1.Step{{Name: "drain", HTTP: &v1alpha1.HTTPAction{Endpoint: v1alpha1.Endpoint{Port: 8080, Path: "/drain"}, Method: "POST"}}},
+			Steps:    []v1alpha1.Step{{Name: "drain", HTTP: &v1alpha1.HTTPAction{Endpoint: v1alpha1.Endpoint{Port: 8080, Path: "/drain"}, Method: "POST"}}},
 		},
 	})
 	a, b := startRun(t, c, policy), startRun(t, c, policy)
