@@ -26,6 +26,6 @@ func (s *Server) setupGate() error {
 	if err != nil {
 		return err
 	}
-	g.Register(s.Mux)
+	g.Register(s.muxFor("gate", s.cfg.gateAddr(), gateReadTimeout))
 	return nil
 }

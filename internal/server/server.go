@@ -4,12 +4,12 @@
 package server
 
 import (
+	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,9 +18,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -35,9 +35,23 @@ import (
 // Config is `lastcall server`'s configuration; flags map onto it and its
 // zero values are replaced by the defaults in Defaults.
 type Config struct {
-	HTTPAddr    string
+	// HTTPAddr is where the gate and the state API listen unless GateAddr
+	// or StateAddr say otherwise.
+	HTTPAddr string
+	// GateAddr serves Flagger's endpoints, StateAddr the state API (and the
+	// runs API); empty means HTTPAddr. Separate addresses let a
+	// NetworkPolicy admit only Flagger to the gate.
+	GateAddr    string
+	StateAddr   string
 	MetricsAddr string
 	HealthAddr  string
+	// DrainDelay is how long the API keeps serving after SIGTERM while
+	// /readyz already fails; ShutdownTimeout bounds the graceful close
+	// after it. Their sum must stay under the pod's grace period.
+	DrainDelay      time.Duration
+	ShutdownTimeout time.Duration
+	// MaxConnections bounds the open connections of each API listener.
+	MaxConnections int
 	// PprofAddr serves net/http/pprof for profiling a live server; empty
 	// (the default) serves nothing.
 	PprofAddr string
@@ -70,6 +84,9 @@ type Config struct {
 // Defaults are the documented flag defaults.
 var Defaults = Config{
 	HTTPAddr:                ":8080",
+	DrainDelay:              5 * time.Second,
+	ShutdownTimeout:         15 * time.Second,
+	MaxConnections:          DefaultMaxConnections,
 	MetricsAddr:             ":9090",
 	HealthAddr:              ":8081",
 	LeaderElect:             true,
@@ -108,9 +125,14 @@ type Server struct {
 	cfg      Config
 	mgr      manager.Manager
 	registry *prometheus.Registry
-	// Mux is the API mux; the gate and state service register on it.
-	Mux *http.ServeMux
-	log *slog.Logger
+	// listeners are the API's addresses and their muxes (see muxFor).
+	listeners []*listener
+	// draining is set when the server stops: /readyz fails from then on.
+	draining atomic.Bool
+	// listening counts the API listeners bound; /readyz waits for all.
+	listening     atomic.Int32
+	wantListening int32
+	log      *slog.Logger
 	// Kube is a typed client for TokenReviews, SubjectAccessReviews and
 	// Events; reads go through the manager's cache instead.
 	Kube  kubernetes.Interface
@@ -129,12 +151,13 @@ func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                        Scheme(),
 		Metrics:                       metricsserver.Options{BindAddress: "0"}, // served below, with our registry
-		HealthProbeBindAddress:        cfg.HealthAddr,
+		HealthProbeBindAddress:        "0", // served by health.go: 503, listeners, draining
 		PprofBindAddress:              cfg.PprofAddr,
 		LeaderElection:                cfg.LeaderElect,
 		LeaderElectionID:              "lastcall-controller",
 		LeaderElectionNamespace:       cfg.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		GracefulShutdownTimeout:       ptr.To(cfg.DrainDelay + cfg.ShutdownTimeout + 5*time.Second),
 		LeaseDuration:                 &cfg.LeaseDuration,
 		RenewDeadline:                 &cfg.RenewDeadline,
 		RetryPeriod:                   &cfg.RetryPeriod,
@@ -144,15 +167,8 @@ func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
 	}
-	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
-		return nil, err
-	}
-	if err := mgr.AddReadyzCheck("cache", func(r *http.Request) error {
-		if !mgr.GetCache().WaitForCacheSync(r.Context()) {
-			return errors.New("cache not synced")
-		}
-		return nil
-	}); err != nil {
+	s := &Server{cfg: cfg, mgr: mgr, registry: reg, log: log}
+	if err := s.addHealth(); err != nil {
 		return nil, err
 	}
 	kube, err := kubernetes.NewForConfig(restCfg)
@@ -172,26 +188,36 @@ func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, mgr: mgr, registry: reg, Mux: http.NewServeMux(), log: log, Kube: kube, Authn: authn, Authz: authz}
+	s.Kube, s.Authn, s.Authz = kube, authn, authz
 	store, err := s.setupState(context.Background())
 	if err != nil {
 		return nil, err
 	}
 	s.store = store
-	// After the store: saveState steps write to it in-process.
+	if err := s.setupRest(store); err != nil {
+		_ = store.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// setupRest adds what comes after the store: saveState steps write to it
+// in-process.
+func (s *Server) setupRest(store *state.Store) error {
+	cfg, mgr, reg := s.cfg, s.mgr, s.registry
 	hc := &http.Client{}
 	if _, err := run.NewController(mgr, run.Options{Actions: s.runActions(store, hc), HTTPClient: hc, Metrics: run.NewMetrics(reg), CallbackURL: cfg.CallbackURL, MaxConcurrentRuns: cfg.MaxConcurrentRuns}); err != nil {
-		return nil, fmt.Errorf("set up run controller: %w", err)
+		return fmt.Errorf("set up run controller: %w", err)
 	}
 	if err := s.setupGate(); err != nil {
-		return nil, err
+		return err
 	}
 	if cfg.Watch {
 		if err := s.setupWatch(); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return s, nil
+	return nil
 }
 
 // Manager exposes the manager for components that add themselves to it.
@@ -200,15 +226,18 @@ func (s *Server) Manager() manager.Manager { return s.mgr }
 // Registry is where components register their metrics.
 func (s *Server) Registry() prometheus.Registerer { return s.registry }
 
-// Run serves until ctx ends, then shuts everything down.
+// Run serves until ctx ends, then shuts everything down: /readyz fails at
+// once, the API keeps serving for the drain delay, then closes within the
+// shutdown budget; the Lease is released; the store is closed last.
 func (s *Server) Run(ctx context.Context) error {
 	metrics := http.NewServeMux()
 	metrics.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{s.registry, ctrlmetrics.Registry}, promhttp.HandlerOpts{}))
-	for _, l := range []struct {
-		name, addr string
-		h          http.Handler
-	}{{"api", s.cfg.HTTPAddr, s.Mux}, {"metrics", s.cfg.MetricsAddr, metrics}} {
-		if err := s.mgr.Add(&httpRunnable{name: l.name, addr: l.addr, handler: l.h, log: s.log}); err != nil {
+	all := append([]*listener{{name: "metrics", addr: s.cfg.MetricsAddr, mux: metrics}}, s.listeners...)
+	s.wantListening = int32(len(all))
+	for _, l := range all {
+		if err := s.mgr.Add(&httpRunnable{name: l.name, addr: l.addr, handler: l.mux, readTimeout: l.readTimeout,
+			maxConns: s.cfg.MaxConnections, drainDelay: s.cfg.DrainDelay, shutdown: s.cfg.ShutdownTimeout,
+			draining: &s.draining, listening: &s.listening, log: s.log}); err != nil {
 			return err
 		}
 	}
@@ -224,31 +253,5 @@ func (s *Server) Run(ctx context.Context) error {
 	return err
 }
 
-// httpRunnable serves on every replica (no leader election) and shuts down
-// gracefully when the manager stops.
-type httpRunnable struct {
-	name, addr string
-	handler    http.Handler
-	log        *slog.Logger
-}
-
-func (h *httpRunnable) NeedLeaderElection() bool { return false }
-
-func (h *httpRunnable) Start(ctx context.Context) error {
-	l, err := net.Listen("tcp", h.addr)
-	if err != nil {
-		return fmt.Errorf("listen %s on %s: %w", h.name, h.addr, err)
-	}
-	srv := &http.Server{Handler: h.handler, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
-	h.log.Info("serving", "listener", h.name, "addr", l.Addr().String())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve %s: %w", h.name, err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
-}
+func (c Config) gateAddr() string  { return cmp.Or(c.GateAddr, c.HTTPAddr) }
+func (c Config) stateAddr() string { return cmp.Or(c.StateAddr, c.HTTPAddr) }

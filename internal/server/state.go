@@ -48,8 +48,9 @@ func (s *Server) setupState(ctx context.Context) (*state.Store, error) {
 		Logger:         s.log.With("component", "state"),
 		Registerer:     s.registry,
 	})
-	srv.Register(s.Mux)
+	srv.Register(s.muxFor("state", s.cfg.stateAddr(), stateReadTimeout))
 	if err := s.mgr.Add(manager.RunnableFunc(srv.Run)); err != nil {
+		_ = store.Close()
 		return nil, err
 	}
 	return store, nil
