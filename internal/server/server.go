@@ -132,7 +132,7 @@ type Server struct {
 	// listening counts the API listeners bound; /readyz waits for all.
 	listening     atomic.Int32
 	wantListening int32
-	log      *slog.Logger
+	log           *slog.Logger
 	// Kube is a typed client for TokenReviews, SubjectAccessReviews and
 	// Events; reads go through the manager's cache instead.
 	Kube  kubernetes.Interface
@@ -151,7 +151,7 @@ func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                        Scheme(),
 		Metrics:                       metricsserver.Options{BindAddress: "0"}, // served below, with our registry
-		HealthProbeBindAddress:        "0", // served by health.go: 503, listeners, draining
+		HealthProbeBindAddress:        "0",                                     // served by health.go: 503, listeners, draining
 		PprofBindAddress:              cfg.PprofAddr,
 		LeaderElection:                cfg.LeaderElect,
 		LeaderElectionID:              "lastcall-controller",
