@@ -81,6 +81,10 @@ type Client struct {
 
 	mu      sync.Mutex
 	current *lock // the lock Run holds; nil when none
+
+	// owner is logind's unique bus name, the only sender whose
+	// PrepareForShutdown counts. Only Run's goroutine uses it after Connect.
+	owner string
 }
 
 // Connect dials the bus and subscribes to logind's PrepareForShutdown and to
@@ -115,6 +119,12 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 			_ = conn.Close()
 			return nil, fmt.Errorf("subscribe to logind signals: %w", err)
 		}
+	}
+	// Asked after subscribing, so a logind restart in between is seen as
+	// NameOwnerChanged rather than missed.
+	if err := conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, BusName).Store(&c.owner); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("find logind on the bus (is systemd-logind running?): %w", err)
 	}
 	return c, nil
 }
