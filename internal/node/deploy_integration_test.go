@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -258,10 +259,14 @@ func TestAgentMayChangeOnlyItsOwnNode(t *testing.T) {
 		return err
 	}
 	// The API server loads a new policy asynchronously.
-	clustertest.Eventually(t, 30*time.Second, func(context.Context) (bool, error) {
-		err := annotate(agent, other)
-		return apierrors.IsForbidden(err) && strings.Contains(err.Error(), "may change only its own node"), nil
-	}, "the policy to refuse the agent a patch of another node")
+	var last error
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		last = annotate(agent, other)
+		return apierrors.IsForbidden(last) && strings.Contains(last.Error(), "may change only its own node"), nil
+	})
+	if err != nil {
+		t.Fatalf("the policy never refused the agent a patch of another node; last answer: %v", last)
+	}
 	if err := annotate(agent, kwokNode); err != nil {
 		t.Errorf("the agent patching its own node: %v", err)
 	}

@@ -45,6 +45,10 @@ type Options struct {
 	// DropInPath is the logind.conf drop-in written when InhibitDelayMaxSec
 	// is too short. Zero: DefaultDropInPath.
 	DropInPath string
+	// ReadOnly makes EnsureInhibitDelay only read what logind grants: the
+	// caller runs without root and the drop-in was written, and logind
+	// reloaded, by a privileged step before it (node-agent prepare-logind).
+	ReadOnly bool
 	// ReloadTimeout bounds the wait for logind to apply the drop-in after the
 	// reload. Zero: DefaultReloadTimeout.
 	ReloadTimeout time.Duration

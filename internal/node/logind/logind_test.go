@@ -186,6 +186,24 @@ func TestEnsureInhibitDelayLeavesALongerDelayAlone(t *testing.T) {
 	}
 }
 
+// TestReadOnlyClientNeverWritesOrReloads: the unprivileged agent only reads
+// what logind grants; the privileged prepare step wrote the drop-in.
+func TestReadOnlyClientNeverWritesOrReloads(t *testing.T) {
+	svc := logindtest.Start(t, logindtest.Options{InhibitDelayMax: 5 * time.Second})
+	path := filepath.Join(svc.DropInDir(), "99-lastcall.conf")
+	c, _, _ := running(t, svc, logind.Options{DropInPath: path, ReadOnly: true})
+	d, err := c.EnsureInhibitDelay(context.Background(), 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Granted != 5*time.Second || !d.Short() || d.DropIn != "" || svc.Reloads() != 0 {
+		t.Errorf("got %+v with %d reloads, want 5s granted (short), no drop-in, no reload", d, svc.Reloads())
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a read-only client wrote the drop-in: %v", err)
+	}
+}
+
 func TestLockRetakenAfterCancelledShutdown(t *testing.T) {
 	svc := logindtest.Start(t, logindtest.Options{})
 	c, _, _ := running(t, svc, logind.Options{})
