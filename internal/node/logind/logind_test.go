@@ -427,3 +427,16 @@ func TestShutdownSignalNotConfirmedByLogindIsIgnored(t *testing.T) {
 		t.Fatalf("second event %v, want ShutdownCancelled: the unconfirmed signal was acted on", ev.Kind)
 	}
 }
+
+// TestShutdownInProgressAtStartIsResumed: an agent (re)started while logind
+// prepares a shutdown missed the signal; it resumes the shutdown.
+func TestShutdownInProgressAtStartIsResumed(t *testing.T) {
+	svc := logindtest.Start(t, logindtest.Options{})
+	if err := svc.PrepareForShutdown(true); err != nil {
+		t.Fatal(err)
+	}
+	c, _, _ := running(t, svc, logind.Options{})
+	if ev := nextEvent(t, c); ev.Kind != logind.ShutdownStarted || ev.Release == nil {
+		t.Fatalf("first event %v, want ShutdownStarted with a Release", ev.Kind)
+	}
+}

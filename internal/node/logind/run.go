@@ -63,6 +63,16 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	// An agent restarted while logind prepares a shutdown missed the signal:
+	// logind's own state says so, and the shutdown goes on from here.
+	if c.preparing(ctx) {
+		c.opts.Logger.Warn("logind is already preparing a shutdown; resuming it")
+		select {
+		case c.events <- Event{Kind: ShutdownStarted, Release: c.releaser()}:
+		case <-ctx.Done():
+			return nil
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -133,18 +143,38 @@ func (c *Client) handle(ctx context.Context, sig *dbus.Signal) (Event, bool) {
 // property cannot be read the signal, whose sender the bus vouches for, is
 // believed: missing a real shutdown is the worse mistake.
 func (c *Client) confirmed(ctx context.Context) bool {
-	var v dbus.Variant
-	err := c.logind().CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, ManagerInterface, "PreparingForShutdown").Store(&v)
-	preparing, isBool := v.Value().(bool)
+	preparing, err := c.readPreparing(ctx)
 	switch {
-	case err != nil || !isBool:
-		c.opts.Logger.Error("cannot read logind's PreparingForShutdown; acting on its signal", "err", err, "value", v.String())
+	case err != nil:
+		c.opts.Logger.Error("cannot read logind's PreparingForShutdown; acting on its signal", "err", err)
 		return true
 	case !preparing:
 		c.opts.Logger.Warn("ignored PrepareForShutdown(true): logind says it is not preparing a shutdown")
 		return false
 	}
 	return true
+}
+
+// preparing reports whether logind prepares a shutdown now; false when it
+// cannot be read (then only a signal starts one).
+func (c *Client) preparing(ctx context.Context) bool {
+	p, err := c.readPreparing(ctx)
+	if err != nil {
+		c.opts.Logger.Warn("cannot read logind's PreparingForShutdown", "err", err)
+	}
+	return p
+}
+
+func (c *Client) readPreparing(ctx context.Context) (bool, error) {
+	var v dbus.Variant
+	if err := c.logind().CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, ManagerInterface, "PreparingForShutdown").Store(&v); err != nil {
+		return false, fmt.Errorf("read logind PreparingForShutdown: %w", err)
+	}
+	p, ok := v.Value().(bool)
+	if !ok {
+		return false, fmt.Errorf("read logind PreparingForShutdown: got %s, want a boolean", v.Signature())
+	}
+	return p, nil
 }
 
 func (c *Client) retake(ctx context.Context, why string) {
