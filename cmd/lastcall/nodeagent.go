@@ -77,7 +77,7 @@ groups, lowest first, each within its budget (kubelet-compatible
 configuration), respecting PodDisruptionBudgets until a margin before the
 group's deadline. See docs/node-agent.md.`,
 	}
-	cmd.AddCommand(newNodeAgentRunCommand(), newNodeAgentPlanCommand())
+	cmd.AddCommand(newNodeAgentRunCommand(), newNodeAgentPlanCommand(), newNodeAgentPrepareCommand())
 	return cmd
 }
 
@@ -106,6 +106,7 @@ func newNodeAgentRunCommand() *cobra.Command {
 			}
 			ctx := cmd.Context()
 			lopts.Logger = log
+			lopts.ReadOnly = lopts.DropInPath == ""
 			lg, err := logind.Connect(ctx, lopts)
 			if err != nil {
 				return err
@@ -137,7 +138,55 @@ func newNodeAgentRunCommand() *cobra.Command {
 	}
 	opts.addFlags(cmd.Flags())
 	cmd.Flags().StringVar(&metricsAddr, "metrics-addr", ":9464", "address of /metrics and /healthz (empty: none)")
-	cmd.Flags().StringVar(&lopts.DropInPath, "logind-drop-in", logind.DefaultDropInPath, "logind.conf drop-in written when InhibitDelayMaxSec is shorter than the budget")
+	cmd.Flags().StringVar(&lopts.DropInPath, "logind-drop-in", logind.DefaultDropInPath, "logind.conf drop-in written when InhibitDelayMaxSec is shorter than the budget; empty: only read what logind grants (run without root after prepare-logind)")
+	cmd.Flags().StringVar(&lopts.Address, "dbus-address", "", "D-Bus address of the system bus (default $DBUS_SYSTEM_BUS_ADDRESS, then /run/dbus/system_bus_socket)")
+	return cmd
+}
+
+// newNodeAgentPrepareCommand is the privileged half of the agent, run as an
+// init container: it raises logind's InhibitDelayMaxSec to the budget (a
+// drop-in and a reload need root) so that the agent itself can run as an
+// unprivileged user, which may still take delay locks.
+func newNodeAgentPrepareCommand() *cobra.Command {
+	opts := &nodeAgentOptions{}
+	var lopts logind.Options
+	cmd := &cobra.Command{
+		Use:   "prepare-logind",
+		Short: "Make logind wait as long as the shutdown budget (writes a drop-in and reloads logind: needs root), then exit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(cmd.ErrOrStderr(), opts.logLevel)
+			if err != nil {
+				return err
+			}
+			cfg, err := opts.config(cmd.Flags())
+			if err != nil {
+				return err
+			}
+			cfg = cfg.WithDefaults()
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			lopts.Logger = log
+			lg, err := logind.Connect(cmd.Context(), lopts)
+			if err != nil {
+				return err
+			}
+			defer lg.Close()
+			want := node.Total(cfg.Groups())
+			d, err := lg.EnsureInhibitDelay(cmd.Context(), want)
+			if err != nil {
+				return err
+			}
+			if d.Short() {
+				log.Warn("logind grants less than the budget; the agent will scale its group budgets down", "requested", want, "granted", d.Granted, "dropIn", d.DropIn)
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "logind inhibit delay: requested %s, was %s, granted %s\n", want, d.Before, d.Granted)
+			return err
+		},
+	}
+	opts.addFlags(cmd.Flags())
+	cmd.Flags().StringVar(&lopts.DropInPath, "logind-drop-in", logind.DefaultDropInPath, "logind.conf drop-in to write when InhibitDelayMaxSec is shorter than the budget")
 	cmd.Flags().StringVar(&lopts.Address, "dbus-address", "", "D-Bus address of the system bus (default $DBUS_SYSTEM_BUS_ADDRESS, then /run/dbus/system_bus_socket)")
 	return cmd
 }

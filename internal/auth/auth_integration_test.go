@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -314,5 +315,71 @@ func grantStates(t *testing.T, env *clustertest.Env, user string, verbs ...strin
 	}
 	if _, err := env.Client.RbacV1().RoleBindings(env.Namespace).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFloodOfBadTokensCostsBoundedTokenReviews is issue 16's high 5 against
+// the real API server: 200 random bearer tokens cost no TokenReview; 200
+// well-shaped JWTs of the cluster's issuer with bad signatures cost at most
+// the review burst; a real ServiceAccount token still authenticates.
+func TestFloodOfBadTokensCostsBoundedTokenReviews(t *testing.T) {
+	env := clustertest.New(t)
+	sa := createSA(t, env, "app")
+	var reviews atomic.Int32
+	cfg := env.Config
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			if strings.HasSuffix(r.URL.Path, "/tokenreviews") {
+				reviews.Add(1)
+			}
+			return rt.RoundTrip(r)
+		})
+	})
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	issuer, err := DiscoverIssuer(context.Background(), cs.Discovery().RESTClient())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if issuer != clustertest.Cluster().ServiceAccountIssuer() {
+		t.Fatalf("discovered issuer %q, the API server's is %q", issuer, clustertest.Cluster().ServiceAccountIssuer())
+	}
+	const burst = 10
+	a, err := NewAuthenticator(AuthenticatorOptions{Client: cs, Issuers: []string{issuer, LegacyIssuer}, ReviewQPS: 0.01, ReviewBurst: burst})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range 200 {
+		random := make([]byte, 48)
+		_, _ = rand.Read(random)
+		if _, err := a.AuthenticateToken(ctx, base64.RawURLEncoding.EncodeToString(random)); !IsRejection(err) {
+			t.Fatalf("random token %d: %v, want a rejection", i, err)
+		}
+	}
+	if n := reviews.Load(); n != 0 {
+		t.Fatalf("%d TokenReviews for 200 random tokens, want 0", n)
+	}
+	valid := signSAToken(t, sa, time.Now(), time.Now().Add(time.Hour))
+	parts := strings.Split(valid, ".")
+	for i := range 200 {
+		forged := parts[0] + "." + parts[1] + "." + base64.RawURLEncoding.EncodeToString([]byte(fmt.Sprint("bad-signature-", i)))
+		if _, err := a.AuthenticateToken(ctx, forged); err == nil {
+			t.Fatalf("forged token %d accepted", i)
+		}
+	}
+	if n := reviews.Load(); n > burst {
+		t.Fatalf("%d TokenReviews for 200 forged JWTs, want at most the burst %d", n, burst)
+	}
+	// The flood used the burst up; a real token is still served once the
+	// limiter has a token again, or from the stale answers once it was seen.
+	b, err := NewAuthenticator(AuthenticatorOptions{Client: cs, Issuers: []string{issuer, LegacyIssuer}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u, err := b.AuthenticateToken(ctx, requestToken(t, env, "app", []string{"lastcall"}, nil)); err != nil || u.Namespace != env.Namespace {
+		t.Fatalf("a real ServiceAccount token: %+v, %v", u, err)
 	}
 }

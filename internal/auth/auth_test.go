@@ -34,6 +34,13 @@ func fakeJWT(t *testing.T, claims map[string]any) string {
 	return enc([]byte(`{"alg":"RS256"}`)) + "." + enc(b) + ".c2ln"
 }
 
+// tok is a well-formed (unsigned) JWT named by sub, for tests where only
+// the token's identity matters.
+func tok(sub string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"RS256"}`)) + "." + enc([]byte(`{"sub":"`+sub+`"}`)) + ".c2ln"
+}
+
 // reviewer is an in-process TokenReview: tokens in valid authenticate as the
 // mapped user for the "lastcall" audience; everything else is refused.
 type reviewer struct {
@@ -151,25 +158,25 @@ func TestNewAuthenticatorRefusesEmptyTokenFile(t *testing.T) {
 }
 
 func TestServiceAccountUserHasNamespace(t *testing.T) {
-	rv := &reviewer{valid: map[string]string{"sa": "system:serviceaccount:team-a:app", "user": "alice"}}
+	rv := &reviewer{valid: map[string]string{tok("sa"): "system:serviceaccount:team-a:app", tok("user"): "alice"}}
 	a := newTestAuthenticator(t, rv, testingclock.NewFakeClock(time.Now()), 0)
-	u, err := a.AuthenticateToken(context.Background(), "sa")
+	u, err := a.AuthenticateToken(context.Background(), tok("sa"))
 	if err != nil || u.Namespace != "team-a" || u.UID != "uid-system:serviceaccount:team-a:app" || u.IsAdmin() {
 		t.Fatalf("service account: %+v, %v", u, err)
 	}
-	u, err = a.AuthenticateToken(context.Background(), "user")
+	u, err = a.AuthenticateToken(context.Background(), tok("user"))
 	if err != nil || u.Namespace != "" {
 		t.Fatalf("plain user: %+v, %v", u, err)
 	}
 }
 
 func TestReviewIsCachedByTokenHashForTTL(t *testing.T) {
-	rv := &reviewer{valid: map[string]string{"tok": "system:serviceaccount:a:b"}}
+	rv := &reviewer{valid: map[string]string{tok("tok"): "system:serviceaccount:a:b"}}
 	clk := testingclock.NewFakeClock(time.Now())
 	a := newTestAuthenticator(t, rv, clk, 0)
 	ctx := context.Background()
 	for range 3 {
-		if _, err := a.AuthenticateToken(ctx, "tok"); err != nil {
+		if _, err := a.AuthenticateToken(ctx, tok("tok")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -177,12 +184,12 @@ func TestReviewIsCachedByTokenHashForTTL(t *testing.T) {
 		t.Fatalf("%d TokenReviews for one token within the TTL, want 1", n)
 	}
 	for _, k := range a.cache.lru.Keys() {
-		if sum := k.([32]byte); strings.Contains(string(sum[:]), "tok") {
+		if sum := k.([32]byte); strings.Contains(string(sum[:]), tok("tok")) {
 			t.Fatal("cache key contains the raw token")
 		}
 	}
 	clk.Step(DefaultCacheTTL + time.Second)
-	if _, err := a.AuthenticateToken(ctx, "tok"); err != nil {
+	if _, err := a.AuthenticateToken(ctx, tok("tok")); err != nil {
 		t.Fatal(err)
 	}
 	if n := rv.calls.Load(); n != 2 {
@@ -206,10 +213,10 @@ func TestCachedTokenNeverOutlivesItsExpiry(t *testing.T) {
 }
 
 func TestCacheIsBounded(t *testing.T) {
-	rv := &reviewer{valid: map[string]string{"t1": "u1", "t2": "u2", "t3": "u3"}}
+	rv := &reviewer{valid: map[string]string{tok("t1"): "u1", tok("t2"): "u2", tok("t3"): "u3"}}
 	a := newTestAuthenticator(t, rv, testingclock.NewFakeClock(time.Now()), 2)
-	for _, tok := range []string{"t1", "t2", "t3", "t1"} {
-		if _, err := a.AuthenticateToken(context.Background(), tok); err != nil {
+	for _, token := range []string{tok("t1"), tok("t2"), tok("t3"), tok("t1")} {
+		if _, err := a.AuthenticateToken(context.Background(), token); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -229,7 +236,7 @@ func TestRejectionsAreDistinct(t *testing.T) {
 	// the API server", which is not us.
 	cs.PrependReactor("create", "tokenreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		tr := a.(k8stesting.CreateAction).GetObject().(*authnv1.TokenReview)
-		if tr.Spec.Token != "kube-only" {
+		if tr.Spec.Token != tok("kube-only") {
 			return false, nil, nil
 		}
 		tr = tr.DeepCopy()
@@ -250,7 +257,7 @@ func TestRejectionsAreDistinct(t *testing.T) {
 		{"other audience", fakeJWT(t, map[string]any{"aud": []string{"vault"}, "exp": now.Add(time.Hour).Unix()}), ErrWrongAudience, ReasonWrongAudience},
 		{"expired", fakeJWT(t, map[string]any{"aud": "lastcall", "exp": now.Add(-time.Minute).Unix()}), ErrTokenExpired, ReasonTokenExpired},
 		{"revoked", fakeJWT(t, map[string]any{"aud": "lastcall", "exp": now.Add(time.Hour).Unix()}), ErrUnauthenticated, ReasonUnauthenticated},
-		{"valid for the API server only", "kube-only", ErrWrongAudience, ReasonWrongAudience},
+		{"valid for the API server only", tok("kube-only"), ErrWrongAudience, ReasonWrongAudience},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := a.AuthenticateToken(context.Background(), tc.token)
@@ -268,9 +275,9 @@ func TestRejectionsAreDistinct(t *testing.T) {
 }
 
 func TestAPIServerErrorIsNotCachedAndMapsTo503(t *testing.T) {
-	rv := &reviewer{valid: map[string]string{"tok": "u"}, fail: errors.New("connection refused")}
+	rv := &reviewer{valid: map[string]string{tok("tok"): "u"}, fail: errors.New("connection refused")}
 	a := newTestAuthenticator(t, rv, testingclock.NewFakeClock(time.Now()), 0)
-	_, err := a.AuthenticateToken(context.Background(), "tok")
+	_, err := a.AuthenticateToken(context.Background(), tok("tok"))
 	if err == nil || IsRejection(err) {
 		t.Fatalf("err = %v, want a non-rejection error", err)
 	}
@@ -278,7 +285,7 @@ func TestAPIServerErrorIsNotCachedAndMapsTo503(t *testing.T) {
 		t.Fatalf("StatusFor = %d, want 503", code)
 	}
 	rv.fail = nil
-	if _, err := a.AuthenticateToken(context.Background(), "tok"); err != nil {
+	if _, err := a.AuthenticateToken(context.Background(), tok("tok")); err != nil {
 		t.Fatalf("after the API server came back: %v", err)
 	}
 }

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	utilcache "k8s.io/apimachinery/pkg/util/cache"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/utils/clock"
 )
 
@@ -19,6 +22,14 @@ const (
 	DefaultAudience  = "lastcall"
 	DefaultCacheTTL  = 10 * time.Second
 	DefaultCacheSize = 4096
+	// DefaultReviewQPS and DefaultReviewBurst bound TokenReviews per second:
+	// far above what a cluster's dying pods need (each review is cached),
+	// far below what would slow the API server.
+	DefaultReviewQPS   = 20
+	DefaultReviewBurst = 50
+	// DefaultStaleFor is how long a positive answer may stand in for a
+	// TokenReview the API server cannot give (never past the token's expiry).
+	DefaultStaleFor = time.Hour
 )
 
 // AuthenticatorOptions configures NewAuthenticator. The zero value means the
@@ -37,6 +48,19 @@ type AuthenticatorOptions struct {
 	CacheTTL time.Duration
 	// CacheSize bounds the number of cached answers; default 4096.
 	CacheSize int
+	// Issuers a token's "iss" claim must name; empty skips the check. The
+	// server passes the cluster's issuer (DiscoverIssuer) and LegacyIssuer.
+	Issuers []string
+	// ReviewQPS and ReviewBurst bound the TokenReviews sent; beyond them a
+	// request is refused at once with ErrThrottled rather than queued.
+	// Defaults DefaultReviewQPS and DefaultReviewBurst.
+	ReviewQPS   float32
+	ReviewBurst int
+	// StaleFor is how long after a successful review its answer is still
+	// served when the API server cannot be reached or reviews are
+	// throttled; never past the token's expiry. Default DefaultStaleFor,
+	// negative disables it.
+	StaleFor time.Duration
 	// Clock drives cache expiry and token-file rechecks; default real time.
 	Clock clock.PassiveClock
 	// Logger receives token-file reloads; default slog.Default().
@@ -49,8 +73,14 @@ type Authenticator struct {
 	client    kubernetes.Interface
 	audiences []string
 	ttl       time.Duration
+	issuers   []string
 	clock     clock.PassiveClock
 	cache     *reviewCache[User]
+	limiter   flowcontrol.RateLimiter
+	staleFor  time.Duration
+	// good holds recent positive answers for API-server outages, keyed by
+	// the token's hash like cache.
+	good *utilcache.LRUExpireCache
 }
 
 // NewAuthenticator reads the token file, if any, and returns an
@@ -71,12 +101,25 @@ func NewAuthenticator(opts AuthenticatorOptions) (*Authenticator, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
+	if opts.ReviewQPS <= 0 {
+		opts.ReviewQPS = DefaultReviewQPS
+	}
+	if opts.ReviewBurst <= 0 {
+		opts.ReviewBurst = DefaultReviewBurst
+	}
+	if opts.StaleFor == 0 {
+		opts.StaleFor = DefaultStaleFor
+	}
 	a := &Authenticator{
 		client:    opts.Client,
 		audiences: append([]string(nil), opts.Audiences...),
+		issuers:   slices.Clone(opts.Issuers),
 		ttl:       opts.CacheTTL,
 		clock:     opts.Clock,
 		cache:     newReviewCache[User](opts.CacheSize, opts.CacheTTL, opts.Clock),
+		limiter:   flowcontrol.NewTokenBucketRateLimiter(opts.ReviewQPS, opts.ReviewBurst),
+		staleFor:  opts.StaleFor,
+		good:      utilcache.NewLRUExpireCacheWithClock(opts.CacheSize, opts.Clock),
 	}
 	if opts.TokenFile != "" {
 		s, err := newStaticToken(opts.TokenFile, opts.Clock, opts.Logger)
@@ -97,9 +140,11 @@ func (a *Authenticator) Authenticate(r *http.Request) (User, error) {
 	return a.AuthenticateToken(r.Context(), token)
 }
 
-// AuthenticateToken checks the static token first, then asks the API server
-// with a TokenReview (cached). Rejections wrap one of the sentinel errors; an
-// error reaching the API server wraps none of them.
+// AuthenticateToken checks the static token first, then screens the token
+// and asks the API server with a TokenReview (cached, rate-limited).
+// Rejections wrap one of the sentinel errors; ErrThrottled and errors reaching
+// the API server are not rejections, and then a recent positive answer for the
+// same token is served instead when there is one.
 func (a *Authenticator) AuthenticateToken(ctx context.Context, token string) (User, error) {
 	if a.static != nil && a.static.match(token) {
 		return User{Name: AdminName, admin: true}, nil
@@ -107,12 +152,25 @@ func (a *Authenticator) AuthenticateToken(ctx context.Context, token string) (Us
 	if a.client == nil {
 		return User{}, ErrUnauthenticated
 	}
-	return a.cache.get(ctx, sha256.Sum256([]byte(token)), func(ctx context.Context) (outcome[User], time.Duration, error) {
-		return a.review(ctx, token)
+	if err := a.screen(token); err != nil {
+		return User{}, err
+	}
+	key := sha256.Sum256([]byte(token))
+	u, err := a.cache.get(ctx, key, func(ctx context.Context) (outcome[User], time.Duration, error) {
+		return a.review(ctx, key, token)
 	})
+	if err != nil && !IsRejection(err) {
+		if v, ok := a.good.Get(key); ok {
+			return v.(User), nil
+		}
+	}
+	return u, err
 }
 
-func (a *Authenticator) review(ctx context.Context, token string) (outcome[User], time.Duration, error) {
+func (a *Authenticator) review(ctx context.Context, key [sha256.Size]byte, token string) (outcome[User], time.Duration, error) {
+	if !a.limiter.TryAccept() {
+		return outcome[User]{}, 0, ErrThrottled
+	}
 	tr := &authnv1.TokenReview{Spec: authnv1.TokenReviewSpec{Token: token, Audiences: a.audiences}}
 	res, err := a.client.AuthenticationV1().TokenReviews().Create(ctx, tr, metav1.CreateOptions{})
 	if err != nil {
@@ -120,11 +178,13 @@ func (a *Authenticator) review(ctx context.Context, token string) (outcome[User]
 	}
 	st := res.Status
 	if !st.Authenticated {
+		a.good.Remove(key)
 		return outcome[User]{err: a.explain(token, st.Error)}, a.ttl, nil
 	}
 	// An authenticated review with no audiences means "valid for the API
 	// server", not for us: the API docs ask audience-aware clients to check.
 	if !intersects(st.Audiences, a.audiences) {
+		a.good.Remove(key)
 		return outcome[User]{err: fmt.Errorf("%w: valid for %v", ErrWrongAudience, st.Audiences)}, a.ttl, nil
 	}
 	extra := make(map[string][]string, len(st.User.Extra))
@@ -132,12 +192,16 @@ func (a *Authenticator) review(ctx context.Context, token string) (outcome[User]
 		extra[k] = append([]string(nil), v...)
 	}
 	u := newUser(st.User.Username, st.User.UID, st.User.Groups, extra)
-	ttl := a.ttl
-	// Never serve an accepted token from the cache after it expires.
+	ttl, stale := a.ttl, a.staleFor
+	// Never serve an accepted token from a cache after it expires.
 	if c, ok := peekClaims(token); ok {
 		if exp, ok := c.expiry(); ok {
-			ttl = min(ttl, exp.Sub(a.clock.Now()))
+			left := exp.Sub(a.clock.Now())
+			ttl, stale = min(ttl, left), min(stale, left)
 		}
+	}
+	if stale > 0 {
+		a.good.Add(key, u, stale)
 	}
 	return outcome[User]{val: u}, ttl, nil
 }

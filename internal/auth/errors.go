@@ -24,6 +24,10 @@ var (
 	// ErrTokenExpired is returned when the TokenReview rejected a token whose
 	// expiry has passed.
 	ErrTokenExpired = errors.New("token expired")
+	// ErrThrottled is returned when a TokenReview would exceed the review
+	// rate limit and no recent answer for the token is known: the client
+	// should retry (429).
+	ErrThrottled = errors.New("too many token reviews; retry shortly")
 	// ErrForbidden is returned by Authorize when the user may not do what was
 	// asked.
 	ErrForbidden = errors.New("forbidden")
@@ -38,11 +42,12 @@ const (
 	ReasonTokenExpired    = "TokenExpired"
 	ReasonForbidden       = "Forbidden"
 	ReasonAuthUnavailable = "AuthUnavailable"
+	ReasonAuthThrottled   = "AuthThrottled"
 )
 
 // StatusFor maps an error from Authenticate or Authorize to an HTTP status
-// code and a reason: 401 for the authentication errors, 403 for ErrForbidden
-// and 503 for anything else (the API server could not be asked, so the
+// code and a reason: 401 for the authentication errors, 403 for ErrForbidden,
+// 429 for ErrThrottled and 503 for anything else (the API server could not be asked, so the
 // client should retry).
 func StatusFor(err error) (code int, reason string) {
 	switch {
@@ -58,6 +63,8 @@ func StatusFor(err error) (code int, reason string) {
 		return http.StatusUnauthorized, ReasonUnauthenticated
 	case errors.Is(err, ErrForbidden):
 		return http.StatusForbidden, ReasonForbidden
+	case errors.Is(err, ErrThrottled):
+		return http.StatusTooManyRequests, ReasonAuthThrottled
 	default:
 		return http.StatusServiceUnavailable, ReasonAuthUnavailable
 	}
@@ -72,4 +79,17 @@ func IsRejection(err error) bool {
 		}
 	}
 	return false
+}
+
+// RetryAfter is the Retry-After, in seconds, to send with an error from
+// Authenticate or Authorize; ok is false for rejections, which retrying does
+// not fix.
+func RetryAfter(err error) (seconds int, ok bool) {
+	switch {
+	case err == nil || IsRejection(err):
+		return 0, false
+	case errors.Is(err, ErrThrottled):
+		return 1, true
+	}
+	return 5, true
 }

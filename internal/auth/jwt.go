@@ -12,8 +12,14 @@ import (
 // audience, expired) and to stop caching an accepted token past its expiry;
 // they never decide that a token is valid.
 type claims struct {
+	Issuer   string   `json:"iss"`
 	Audience audience `json:"aud"`
 	Expiry   int64    `json:"exp"`
+}
+
+// header is the JOSE header of a JWT.
+type header struct {
+	Alg string `json:"alg"`
 }
 
 type audience []string
@@ -35,18 +41,26 @@ func (a *audience) UnmarshalJSON(b []byte) error {
 // peekClaims decodes the payload of a JWT; ok is false for anything that is
 // not one (a static or bootstrap token, garbage).
 func peekClaims(token string) (c claims, ok bool) {
+	_, c, ok = peekJWT(token)
+	return c, ok
+}
+
+// peekJWT decodes the header and payload of a compact JWT without verifying
+// anything; ok is false unless both are base64url JSON objects.
+func peekJWT(token string) (h header, c claims, ok bool) {
 	parts := strings.Split(token, ".")
 	if len(parts) != 3 {
-		return claims{}, false
+		return header{}, claims{}, false
 	}
-	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
-	if err != nil {
-		return claims{}, false
+	if !decodeSegment(parts[0], &h) || !decodeSegment(parts[1], &c) {
+		return header{}, claims{}, false
 	}
-	if err := json.Unmarshal(payload, &c); err != nil {
-		return claims{}, false
-	}
-	return c, true
+	return h, c, true
+}
+
+func decodeSegment(seg string, v any) bool {
+	b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(seg, "="))
+	return err == nil && json.Unmarshal(b, v) == nil
 }
 
 func (c claims) expiry() (time.Time, bool) {

@@ -18,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -43,7 +44,7 @@ func TestShippedRBACIsEnoughForAShutdownAndNoMore(t *testing.T) {
 	cleanNode(t, admin)
 	ctx := context.Background()
 	applyNodeAgent(t, admin)
-	saCfg := serviceAccountConfig(t, admin, "lastcall-system", "lastcall-node-agent")
+	saCfg := agentPodConfig(t, admin, kwokNode)
 	sa, err := kubernetes.NewForConfig(ClientConfig(saCfg))
 	if err != nil {
 		t.Fatal(err)
@@ -191,6 +192,93 @@ func nestedImage(u *unstructured.Unstructured) string {
 	}
 	img, _, _ := unstructured.NestedString(cs[0].(map[string]any), "image")
 	return img
+}
+
+// agentPodConfig is a rest.Config with the token a node agent's pod on node
+// gets: bound to a pod of the agent's ServiceAccount scheduled there, so the
+// API server records the node in the token's user extras.
+func agentPodConfig(t *testing.T, cs kubernetes.Interface, node string) *rest.Config {
+	t.Helper()
+	ctx := context.Background()
+	pod, err := cs.CoreV1().Pods("lastcall-system").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "lastcall-node-agent-"},
+		Spec: corev1.PodSpec{NodeName: node, ServiceAccountName: "lastcall-node-agent",
+			Containers: []corev1.Container{{Name: "agent", Image: "lastcall"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cs.CoreV1().Pods("lastcall-system").Delete(context.Background(), pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+	})
+	tok, err := cs.CoreV1().ServiceAccounts("lastcall-system").CreateToken(ctx, "lastcall-node-agent", &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{
+		ExpirationSeconds: ptr.To[int64](3600),
+		BoundObjectRef:    &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+	}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := rest.AnonymousClientConfig(clustertest.Cluster().Config())
+	cfg.BearerToken = tok.Status.Token
+	return cfg
+}
+
+// TestAgentMayChangeOnlyItsOwnNode: the shipped ValidatingAdmissionPolicy
+// lets the agent's ServiceAccount patch only the node its pod runs on and
+// delete only pods there, although its ClusterRole allows any node and pod.
+func TestAgentMayChangeOnlyItsOwnNode(t *testing.T) {
+	env := clustertest.New(t)
+	admin := fastClient(t, env)
+	ctx := context.Background()
+	applyNodeAgent(t, admin)
+	const other = "lastcall-other-node"
+	if _, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: other}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.CoreV1().Nodes().Delete(context.Background(), other, metav1.DeleteOptions{}) })
+	for name, node := range map[string]string{"mine": kwokNode, "theirs": other} {
+		_, err := admin.CoreV1().Pods(env.Namespace).Create(ctx, &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+		}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	agent, err := kubernetes.NewForConfig(agentPodConfig(t, admin, kwokNode))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unbound, err := kubernetes.NewForConfig(serviceAccountConfig(t, admin, "lastcall-system", "lastcall-node-agent"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	annotate := func(cs kubernetes.Interface, node string) error {
+		_, err := cs.CoreV1().Nodes().Patch(ctx, node, "application/merge-patch+json",
+			[]byte(`{"metadata":{"annotations":{"lastcall.dev/test":"x"}}}`), metav1.PatchOptions{})
+		return err
+	}
+	// The API server loads a new policy asynchronously.
+	var last error
+	err = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		last = annotate(agent, other)
+		return apierrors.IsForbidden(last) && strings.Contains(last.Error(), "may change only its own node"), nil
+	})
+	if err != nil {
+		t.Fatalf("the policy never refused the agent a patch of another node; last answer: %v", last)
+	}
+	if err := annotate(agent, kwokNode); err != nil {
+		t.Errorf("the agent patching its own node: %v", err)
+	}
+	if err := annotate(unbound, kwokNode); !apierrors.IsForbidden(err) {
+		t.Errorf("a token not bound to a pod on a node patching a node: %v, want Forbidden", err)
+	}
+	if err := agent.CoreV1().Pods(env.Namespace).Delete(ctx, "theirs", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
+		t.Errorf("the agent deleting a pod on another node: %v, want Forbidden", err)
+	}
+	if err := agent.CoreV1().Pods(env.Namespace).Delete(ctx, "mine", metav1.DeleteOptions{}); err != nil {
+		t.Errorf("the agent deleting a pod on its own node: %v", err)
+	}
 }
 
 // serviceAccountConfig is a rest.Config that authenticates with a fresh

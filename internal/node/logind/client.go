@@ -45,6 +45,10 @@ type Options struct {
 	// DropInPath is the logind.conf drop-in written when InhibitDelayMaxSec
 	// is too short. Zero: DefaultDropInPath.
 	DropInPath string
+	// ReadOnly makes EnsureInhibitDelay only read what logind grants: the
+	// caller runs without root and the drop-in was written, and logind
+	// reloaded, by a privileged step before it (node-agent prepare-logind).
+	ReadOnly bool
 	// ReloadTimeout bounds the wait for logind to apply the drop-in after the
 	// reload. Zero: DefaultReloadTimeout.
 	ReloadTimeout time.Duration
@@ -81,6 +85,10 @@ type Client struct {
 
 	mu      sync.Mutex
 	current *lock // the lock Run holds; nil when none
+
+	// owner is logind's unique bus name, the only sender whose
+	// PrepareForShutdown counts. Only Run's goroutine uses it after Connect.
+	owner string
 }
 
 // Connect dials the bus and subscribes to logind's PrepareForShutdown and to
@@ -115,6 +123,12 @@ func Connect(ctx context.Context, opts Options) (*Client, error) {
 			_ = conn.Close()
 			return nil, fmt.Errorf("subscribe to logind signals: %w", err)
 		}
+	}
+	// Asked after subscribing, so a logind restart in between is seen as
+	// NameOwnerChanged rather than missed.
+	if err := conn.BusObject().CallWithContext(ctx, "org.freedesktop.DBus.GetNameOwner", 0, BusName).Store(&c.owner); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("find logind on the bus (is systemd-logind running?): %w", err)
 	}
 	return c, nil
 }

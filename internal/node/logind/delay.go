@@ -49,7 +49,8 @@ func (c *Client) InhibitDelayMax(ctx context.Context) (time.Duration, error) {
 // EnsureInhibitDelay makes logind wait at least want for delay locks if it
 // can: when InhibitDelayMaxUSec is shorter it writes the drop-in, reloads
 // logind (SIGHUP through systemd) and re-reads the property until it is
-// long enough or ReloadTimeout passes. A logind that still grants less is not
+// long enough or ReloadTimeout passes (with Options.ReadOnly it only reads).
+// A logind that still grants less is not
 // an error: the returned Delay says what it grants, and callers must plan
 // with that.
 func (c *Client) EnsureInhibitDelay(ctx context.Context, want time.Duration) (Delay, error) {
@@ -59,7 +60,7 @@ func (c *Client) EnsureInhibitDelay(ctx context.Context, want time.Duration) (De
 		return d, err
 	}
 	d.Granted = d.Before
-	if d.Before >= want {
+	if d.Before >= want || c.opts.ReadOnly {
 		return d, nil
 	}
 	if err := writeDropIn(c.opts.DropInPath, want); err != nil {

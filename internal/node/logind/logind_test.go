@@ -186,6 +186,24 @@ func TestEnsureInhibitDelayLeavesALongerDelayAlone(t *testing.T) {
 	}
 }
 
+// TestReadOnlyClientNeverWritesOrReloads: the unprivileged agent only reads
+// what logind grants; the privileged prepare step wrote the drop-in.
+func TestReadOnlyClientNeverWritesOrReloads(t *testing.T) {
+	svc := logindtest.Start(t, logindtest.Options{InhibitDelayMax: 5 * time.Second})
+	path := filepath.Join(svc.DropInDir(), "99-lastcall.conf")
+	c, _, _ := running(t, svc, logind.Options{DropInPath: path, ReadOnly: true})
+	d, err := c.EnsureInhibitDelay(context.Background(), 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Granted != 5*time.Second || !d.Short() || d.DropIn != "" || svc.Reloads() != 0 {
+		t.Errorf("got %+v with %d reloads, want 5s granted (short), no drop-in, no reload", d, svc.Reloads())
+	}
+	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a read-only client wrote the drop-in: %v", err)
+	}
+}
+
 func TestLockRetakenAfterCancelledShutdown(t *testing.T) {
 	svc := logindtest.Start(t, logindtest.Options{})
 	c, _, _ := running(t, svc, logind.Options{})
@@ -320,5 +338,105 @@ func TestShutdownSignalFromAnotherSenderIsIgnored(t *testing.T) {
 	}
 	if ev := nextEvent(t, c); ev.Kind != logind.ShutdownStarted {
 		t.Fatalf("first event %v, want ShutdownStarted: a signal not sent by logind's owner was accepted", ev.Kind)
+	}
+}
+
+// forge sends a signal from conn as the rogue chooses: to dest only
+// (unicast, which the bus delivers whatever the receiver's match rules say)
+// or to everyone when dest is empty.
+func forge(t *testing.T, conn *dbus.Conn, dest string, path dbus.ObjectPath, iface, member string, body ...any) {
+	t.Helper()
+	msg := &dbus.Message{Type: dbus.TypeSignal, Headers: map[dbus.HeaderField]dbus.Variant{
+		dbus.FieldPath:      dbus.MakeVariant(path),
+		dbus.FieldInterface: dbus.MakeVariant(iface),
+		dbus.FieldMember:    dbus.MakeVariant(member),
+		dbus.FieldSignature: dbus.MakeVariant(dbus.SignatureOf(body...)),
+	}, Body: body}
+	if dest != "" {
+		msg.Headers[dbus.FieldDestination] = dbus.MakeVariant(dest)
+	}
+	if call := conn.Send(msg, nil); call.Err != nil {
+		t.Fatal(call.Err)
+	}
+}
+
+// TestForgedShutdownSignalsAreIgnored: a bus client that is not logind sends
+// PrepareForShutdown(true) to the agent alone, and to everyone, and fakes a
+// logind restart; the agent must act on none of them, and still on logind's
+// own broadcast after them.
+func TestForgedShutdownSignalsAreIgnored(t *testing.T) {
+	svc := logindtest.Start(t, logindtest.Options{})
+	c, _, _ := running(t, svc, logind.Options{})
+	locks, err := svc.WaitLocks(waitCtx(t), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent := locks[0].Sender
+	rogue, err := dbus.Connect(svc.Address)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rogue.Close()
+	forge(t, rogue, agent, logind.ObjectPath, logind.ManagerInterface, "PrepareForShutdown", true)
+	forge(t, rogue, "", logind.ObjectPath, logind.ManagerInterface, "PrepareForShutdown", true)
+	forge(t, rogue, agent, "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameOwnerChanged", logind.BusName, ":1.1", rogue.Names()[0])
+	// Messages from one connection are routed in order: once this call
+	// returns, the agent has been sent every forgery, before logind's signal.
+	var id string
+	if err := rogue.BusObject().Call("org.freedesktop.DBus.GetId", 0).Store(&id); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.PrepareForShutdown(true); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, c); ev.Kind != logind.ShutdownStarted {
+		t.Fatalf("first event %v, want ShutdownStarted", ev.Kind)
+	}
+	if err := svc.PrepareForShutdown(false); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, c); ev.Kind != logind.ShutdownCancelled {
+		t.Fatalf("second event %v, want ShutdownCancelled: a forged signal was taken for logind's", ev.Kind)
+	}
+}
+
+// TestShutdownSignalNotConfirmedByLogindIsIgnored: logind's own signal
+// counts only when its PreparingForShutdown property agrees, so a stray or
+// replayed signal cannot start a drain.
+func TestShutdownSignalNotConfirmedByLogindIsIgnored(t *testing.T) {
+	svc := logindtest.Start(t, logindtest.Options{})
+	c, _, _ := running(t, svc, logind.Options{})
+	if _, err := svc.WaitLocks(waitCtx(t), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.EmitPrepareForShutdownOnly(true); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.PrepareForShutdown(true); err != nil {
+		t.Fatal(err)
+	}
+	// The agent reads the property when it handles each signal; the
+	// cancellation is sent only once it has handled the real one.
+	if ev := nextEvent(t, c); ev.Kind != logind.ShutdownStarted {
+		t.Fatalf("first event %v, want ShutdownStarted", ev.Kind)
+	}
+	if err := svc.PrepareForShutdown(false); err != nil {
+		t.Fatal(err)
+	}
+	if ev := nextEvent(t, c); ev.Kind != logind.ShutdownCancelled {
+		t.Fatalf("second event %v, want ShutdownCancelled: the unconfirmed signal was acted on", ev.Kind)
+	}
+}
+
+// TestShutdownInProgressAtStartIsResumed: an agent (re)started while logind
+// prepares a shutdown missed the signal; it resumes the shutdown.
+func TestShutdownInProgressAtStartIsResumed(t *testing.T) {
+	svc := logindtest.Start(t, logindtest.Options{})
+	if err := svc.PrepareForShutdown(true); err != nil {
+		t.Fatal(err)
+	}
+	c, _, _ := running(t, svc, logind.Options{})
+	if ev := nextEvent(t, c); ev.Kind != logind.ShutdownStarted || ev.Release == nil {
+		t.Fatalf("first event %v, want ShutdownStarted with a Release", ev.Kind)
 	}
 }

@@ -3,6 +3,8 @@ package logind
 import (
 	"context"
 	"fmt"
+
+	"github.com/godbus/dbus/v5"
 )
 
 // EventKind says what logind did.
@@ -61,6 +63,16 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	// An agent restarted while logind prepares a shutdown missed the signal:
+	// logind's own state says so, and the shutdown goes on from here.
+	if c.preparing(ctx) {
+		c.opts.Logger.Warn("logind is already preparing a shutdown; resuming it")
+		select {
+		case c.events <- Event{Kind: ShutdownStarted, Release: c.releaser()}:
+		case <-ctx.Done():
+			return nil
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -69,7 +81,7 @@ func (c *Client) Run(ctx context.Context) error {
 			if !ok {
 				return ErrBusClosed
 			}
-			ev, ok := c.handle(ctx, sig.Name, sig.Body)
+			ev, ok := c.handle(ctx, sig)
 			if !ok {
 				continue
 			}
@@ -82,29 +94,87 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 }
 
-func (c *Client) handle(ctx context.Context, name string, body []any) (Event, bool) {
-	switch name {
+// handle turns a signal into an Event. The bus stamps every message with its
+// true sender, but it delivers a signal addressed to us (unicast) whatever our
+// match rules say, so any client could send one: only logind's current owner
+// counts for PrepareForShutdown, only the bus itself for NameOwnerChanged, and
+// a shutdown must also be confirmed by logind's PreparingForShutdown property.
+func (c *Client) handle(ctx context.Context, sig *dbus.Signal) (Event, bool) {
+	switch sig.Name {
 	case ManagerInterface + ".PrepareForShutdown":
-		active, ok := arg[bool](body, 0)
+		if sig.Sender != c.owner || sig.Path != ObjectPath {
+			c.opts.Logger.Warn("ignored PrepareForShutdown not sent by logind", "sender", sig.Sender, "logind", c.owner, "path", sig.Path)
+			return Event{}, false
+		}
+		active, ok := arg[bool](sig.Body, 0)
 		if !ok {
-			c.opts.Logger.Warn("malformed PrepareForShutdown signal", "body", body)
+			c.opts.Logger.Warn("malformed PrepareForShutdown signal", "body", sig.Body)
 			return Event{}, false
 		}
 		if active {
+			if !c.confirmed(ctx) {
+				return Event{}, false
+			}
 			return Event{Kind: ShutdownStarted, Release: c.releaser()}, true
 		}
 		c.retake(ctx, "shutdown cancelled")
 		return Event{Kind: ShutdownCancelled}, true
 	case "org.freedesktop.DBus.NameOwnerChanged":
-		name, _ := arg[string](body, 0)
-		newOwner, _ := arg[string](body, 2)
-		if name != BusName || newOwner == "" {
+		if sig.Sender != "org.freedesktop.DBus" {
+			c.opts.Logger.Warn("ignored NameOwnerChanged not sent by the bus", "sender", sig.Sender)
+			return Event{}, false
+		}
+		name, _ := arg[string](sig.Body, 0)
+		newOwner, _ := arg[string](sig.Body, 2)
+		if name != BusName {
+			return Event{}, false
+		}
+		c.owner = newOwner
+		if newOwner == "" {
 			return Event{}, false // logind left; wait for the new one
 		}
 		c.retake(ctx, "logind restarted")
 		return Event{Kind: LogindRestarted}, true
 	}
 	return Event{}, false
+}
+
+// confirmed asks logind whether it is really preparing a shutdown. When the
+// property cannot be read the signal, whose sender the bus vouches for, is
+// believed: missing a real shutdown is the worse mistake.
+func (c *Client) confirmed(ctx context.Context) bool {
+	preparing, err := c.readPreparing(ctx)
+	switch {
+	case err != nil:
+		c.opts.Logger.Error("cannot read logind's PreparingForShutdown; acting on its signal", "err", err)
+		return true
+	case !preparing:
+		c.opts.Logger.Warn("ignored PrepareForShutdown(true): logind says it is not preparing a shutdown")
+		return false
+	}
+	return true
+}
+
+// preparing reports whether logind prepares a shutdown now; false when it
+// cannot be read (then only a signal starts one).
+func (c *Client) preparing(ctx context.Context) bool {
+	p, err := c.readPreparing(ctx)
+	if err != nil {
+		c.opts.Logger.Warn("cannot read logind's PreparingForShutdown", "err", err)
+	}
+	return p
+}
+
+func (c *Client) readPreparing(ctx context.Context) (bool, error) {
+	var v dbus.Variant
+	if err := c.logind().CallWithContext(ctx, "org.freedesktop.DBus.Properties.Get", 0, ManagerInterface, "PreparingForShutdown").Store(&v); err != nil {
+		return false, fmt.Errorf("read logind PreparingForShutdown: %w", err)
+	}
+	p, ok := v.Value().(bool)
+	if !ok {
+		return false, fmt.Errorf("read logind PreparingForShutdown: got %s, want a boolean", v.Signature())
+	}
+	return p, nil
 }
 
 func (c *Client) retake(ctx context.Context, why string) {

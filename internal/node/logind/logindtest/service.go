@@ -103,13 +103,14 @@ func (s *Service) serve() error {
 		return fmt.Errorf("logindtest: export systemd1: %w", err)
 	}
 	s.mu.Lock()
-	delay := s.base
+	delay, preparing := s.base, s.shutdown
 	if s.props != nil {
 		delay = time.Duration(s.props.GetMust(loginIface, "InhibitDelayMaxUSec").(uint64)) * time.Microsecond
 	}
 	s.mu.Unlock()
 	props, err := prop.Export(conn, loginPath, prop.Map{loginIface: {
-		"InhibitDelayMaxUSec": {Value: uint64(delay / time.Microsecond), Emit: prop.EmitFalse},
+		"InhibitDelayMaxUSec":  {Value: uint64(delay / time.Microsecond), Emit: prop.EmitFalse},
+		"PreparingForShutdown": {Value: preparing, Emit: prop.EmitFalse},
 	}})
 	if err != nil {
 		conn.Close()
@@ -143,10 +144,21 @@ func (s *Service) Restart() error {
 
 // PrepareForShutdown emits logind's signal: true when a shutdown starts,
 // false when it is cancelled.
+// As logind does, the PreparingForShutdown property says the same before the
+// signal goes out.
 func (s *Service) PrepareForShutdown(active bool) error {
 	s.mu.Lock()
-	conn := s.conn
 	s.shutdown = active
+	s.props.SetMust(loginIface, "PreparingForShutdown", active)
+	s.mu.Unlock()
+	return s.EmitPrepareForShutdownOnly(active)
+}
+
+// EmitPrepareForShutdownOnly emits the signal from logind's connection without
+// changing PreparingForShutdown: a signal logind's state does not confirm.
+func (s *Service) EmitPrepareForShutdownOnly(active bool) error {
+	s.mu.Lock()
+	conn := s.conn
 	s.mu.Unlock()
 	if err := conn.Emit(loginPath, loginIface+".PrepareForShutdown", active); err != nil {
 		return fmt.Errorf("logindtest: emit PrepareForShutdown(%v): %w", active, err)

@@ -1,0 +1,113 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/uuid"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+)
+
+// StoreLeaseName is the Lease a replica holds while it serves a file://
+// state store. Its name does not depend on the store's path: two replicas of
+// one Deployment have the same path on two different volumes, which is
+// exactly what must not happen (a save acknowledged by one is invisible to
+// the other).
+const StoreLeaseName = "lastcall-state-store"
+
+// storeLeaseTiming is client-go's usual leader-election timing.
+var storeLeaseTiming = struct{ duration, renew, retry time.Duration }{15 * time.Second, 10 * time.Second, 2 * time.Second}
+
+// claimStoreLease takes the store Lease in ns for this process, or fails with
+// an error that says what to do when another live replica holds it. Once
+// taken, the Lease is renewed until ctx ends and then released. Losing it
+// (the API server unreachable longer than the renew deadline) does not stop
+// the state API, which must keep serving dying pods through an outage: the
+// replica logs it and campaigns again.
+func claimStoreLease(ctx context.Context, cs kubernetes.Interface, ns string, log *slog.Logger) error {
+	host, _ := os.Hostname()
+	id := host + "_" + string(uuid.NewUUID())
+	if holder, live, err := liveHolder(ctx, cs, ns); err != nil {
+		return err
+	} else if live {
+		return storeHeldError(ns, holder)
+	}
+	won := make(chan struct{})
+	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock: &resourcelock.LeaseLock{
+			LeaseMeta:  metav1.ObjectMeta{Namespace: ns, Name: StoreLeaseName},
+			Client:     cs.CoordinationV1(),
+			LockConfig: resourcelock.ResourceLockConfig{Identity: id},
+		},
+		LeaseDuration:   storeLeaseTiming.duration,
+		RenewDeadline:   storeLeaseTiming.renew,
+		RetryPeriod:     storeLeaseTiming.retry,
+		ReleaseOnCancel: true,
+		Name:            StoreLeaseName,
+		Callbacks: leaderelection.LeaderCallbacks{
+			OnStartedLeading: func(context.Context) {
+				select {
+				case <-won:
+				default:
+					close(won)
+				}
+			},
+			OnStoppedLeading: func() {
+				if ctx.Err() == nil {
+					log.Error("lost the file:// state store Lease (API server unreachable?); still serving, campaigning again", "lease", ns+"/"+StoreLeaseName)
+				}
+			},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("state store lease: %w", err)
+	}
+	go func() {
+		for ctx.Err() == nil {
+			elector.Run(ctx)
+		}
+	}()
+	// A holder that died without releasing the Lease is waited out.
+	wait := time.NewTimer(storeLeaseTiming.duration + 2*storeLeaseTiming.retry)
+	defer wait.Stop()
+	select {
+	case <-won:
+		log.Info("holding the file:// state store Lease", "lease", ns+"/"+StoreLeaseName, "identity", id)
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-wait.C:
+		return storeHeldError(ns, elector.GetLeader())
+	}
+}
+
+// liveHolder reads the Lease: who holds it and whether their hold is still
+// current.
+func liveHolder(ctx context.Context, cs kubernetes.Interface, ns string) (holder string, live bool, err error) {
+	l, err := cs.CoordinationV1().Leases(ns).Get(ctx, StoreLeaseName, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", false, nil
+	case err != nil:
+		return "", false, fmt.Errorf("read the state store Lease %s/%s: %w", ns, StoreLeaseName, err)
+	}
+	s := l.Spec
+	if s.HolderIdentity == nil || *s.HolderIdentity == "" || s.RenewTime == nil || s.LeaseDurationSeconds == nil {
+		return "", false, nil
+	}
+	expires := s.RenewTime.Add(time.Duration(*s.LeaseDurationSeconds) * time.Second)
+	return *s.HolderIdentity, time.Now().Before(expires), nil
+}
+
+func storeHeldError(ns, holder string) error {
+	return fmt.Errorf("the file:// state store is already served by replica %q (Lease %s/%s): a file:// store belongs to one replica, "+
+		"and a second one would acknowledge saves the first never sees; run one replica (Deployment strategy Recreate), or use an s3:// store for several",
+		holder, ns, StoreLeaseName)
+}
