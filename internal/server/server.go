@@ -70,6 +70,14 @@ type Config struct {
 	ControlTokenFile string
 	// Audience is the audience a ServiceAccount token must be issued for.
 	Audience string
+	// TokenIssuers are the "iss" a ServiceAccount token may carry; empty:
+	// the API server's (OIDC discovery) and the legacy Secret tokens'.
+	TokenIssuers []string
+	// TokenReviewQPS and TokenReviewBurst bound the TokenReviews sent, on
+	// a client of their own: a flood of bad tokens gets 429s and cannot
+	// slow the controller's requests.
+	TokenReviewQPS   float32
+	TokenReviewBurst int
 
 	// MaxConcurrentRuns bounds the runs the leader executes at once.
 	MaxConcurrentRuns int
@@ -95,6 +103,8 @@ var Defaults = Config{
 	RenewDeadline:           10 * time.Second,
 	RetryPeriod:             2 * time.Second,
 	Audience:                auth.DefaultAudience,
+	TokenReviewQPS:          auth.DefaultReviewQPS,
+	TokenReviewBurst:        auth.DefaultReviewBurst,
 	State: StateConfig{
 		URL:            DefaultStateURL,
 		MaxObjectBytes: state.DefaultMaxObjectBytes,
@@ -140,6 +150,8 @@ type Server struct {
 	Authz *auth.Authorizer
 	// store is the state store; Run closes it last.
 	store *state.Store
+	// releaseStore gives up the file:// store Lease (a no-op without one).
+	releaseStore context.CancelFunc
 }
 
 // New builds the manager and the run controller.
@@ -167,7 +179,7 @@ func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
 	}
-	s := &Server{cfg: cfg, mgr: mgr, registry: reg, log: log}
+	s := &Server{cfg: cfg, mgr: mgr, registry: reg, log: log, releaseStore: func() {}}
 	if err := s.addHealth(); err != nil {
 		return nil, err
 	}
@@ -175,12 +187,7 @@ func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	authn, err := auth.NewAuthenticator(auth.AuthenticatorOptions{
-		TokenFile: cfg.ControlTokenFile,
-		Client:    kube,
-		Audiences: []string{cfg.Audience},
-		Logger:    log,
-	})
+	authn, err := newAuthenticator(restCfg, cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("control token: %w", err)
 	}
@@ -196,6 +203,7 @@ func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 	s.store = store
 	if err := s.setupRest(store); err != nil {
 		_ = store.Close()
+		s.releaseStore()
 		return nil, err
 	}
 	return s, nil
@@ -230,6 +238,7 @@ func (s *Server) Registry() prometheus.Registerer { return s.registry }
 // once, the API keeps serving for the drain delay, then closes within the
 // shutdown budget; the Lease is released; the store is closed last.
 func (s *Server) Run(ctx context.Context) error {
+	defer s.releaseStore()
 	metrics := http.NewServeMux()
 	metrics.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{s.registry, ctrlmetrics.Registry}, promhttp.HandlerOpts{}))
 	all := append([]*listener{{name: "metrics", addr: s.cfg.MetricsAddr, mux: metrics}}, s.listeners...)

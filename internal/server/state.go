@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"k8s.io/utils/clock"
@@ -35,8 +36,19 @@ const DefaultStateURL = "file:///var/lib/lastcall/state"
 // it; pruning runs on the leader only, so that two replicas sharing a bucket
 // do not race over the same deletions.
 func (s *Server) setupState(ctx context.Context) (*state.Store, error) {
+	if strings.HasPrefix(s.cfg.State.URL, "file://") && s.cfg.LeaderElect {
+		// With leader election the server expects replicas; a file:// store
+		// tolerates one. The Lease is held until Run ends.
+		lctx, cancel := context.WithCancel(context.Background())
+		if err := claimStoreLease(lctx, s.Kube, s.cfg.LeaderElectionNamespace, s.log); err != nil {
+			cancel()
+			return nil, err
+		}
+		s.releaseStore = cancel
+	}
 	store, err := state.OpenStore(ctx, s.cfg.State.URL)
 	if err != nil {
+		s.releaseStore()
 		return nil, err
 	}
 	srv := state.NewServer(store, s.Authn, s.Authz, state.Options{
@@ -51,6 +63,7 @@ func (s *Server) setupState(ctx context.Context) (*state.Store, error) {
 	srv.Register(s.muxFor("state", s.cfg.stateAddr(), stateReadTimeout))
 	if err := s.mgr.Add(manager.RunnableFunc(srv.Run)); err != nil {
 		_ = store.Close()
+		s.releaseStore()
 		return nil, err
 	}
 	return store, nil
