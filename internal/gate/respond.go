@@ -8,14 +8,11 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
-	"github.com/lastcall-dev/lastcall/internal/auth"
+	"github.com/lastcall-dev/lastcall/internal/httpjson"
 )
 
 // errorBody is the JSON shape of every error, as for all of lastcall's APIs.
-type errorBody struct {
-	Error  string `json:"error"`
-	Reason string `json:"reason"`
-}
+type errorBody = httpjson.Error
 
 // Reasons for errors that are not about credentials (see auth for those).
 const (
@@ -37,20 +34,20 @@ const (
 )
 
 var (
-	errNotPost         = errors.New("send POST with Flagger's JSON payload")
-	errNotFound        = errors.New("not found")
-	errAuthUnavailable = errors.New("cannot check credentials now")
+	errNotPost  = errors.New("send POST with Flagger's JSON payload")
+	errNotFound = errors.New("not found")
 )
 
 // statusFor maps an error to its status code, reason and metrics result.
 func statusFor(err error) (code int, reason, result string) {
 	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.Is(err, errAuthUnavailable):
-		return http.StatusServiceUnavailable, auth.ReasonAuthUnavailable, resultError
-	case auth.IsRejection(err):
-		code, reason = auth.StatusFor(err)
+	if code, reason, ok := httpjson.AuthStatus(err); ok {
+		if code >= 500 {
+			return code, reason, resultError
+		}
 		return code, reason, resultDenied
+	}
+	switch {
 	case errors.As(err, &tooLarge):
 		return http.StatusRequestEntityTooLarge, ReasonTooLarge, resultInvalid
 	case errors.Is(err, errNotPost):
@@ -63,25 +60,18 @@ func statusFor(err error) (code int, reason, result string) {
 	return http.StatusInternalServerError, ReasonInternal, resultError
 }
 
-// fail answers err as JSON and returns the metrics result. Server-side
-// failures are logged and answered without their detail.
+// fail answers err as JSON and returns the metrics result.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) string {
 	code, reason, result := statusFor(err)
-	msg := err.Error()
 	switch {
-	case code == http.StatusUnauthorized:
-		w.Header().Set("WWW-Authenticate", `Bearer realm="lastcall"`)
 	case code == http.StatusBadRequest && reason == ReasonMethodNotAllowed:
 		w.Header().Set("Allow", http.MethodPost)
 	case code == http.StatusRequestEntityTooLarge:
 		// What http.MaxBytesReader would do: the rest of the body is not
 		// read, so the connection cannot serve another request.
 		w.Header().Set("Connection", "close")
-	case code >= 500:
-		s.log.Error("gate request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		msg = http.StatusText(code)
 	}
-	writeJSON(w, code, errorBody{Error: msg, Reason: reason})
+	httpjson.Fail(w, r, s.log, code, reason, err)
 	return result
 }
 

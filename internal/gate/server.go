@@ -18,6 +18,7 @@ import (
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/auth"
+	"github.com/lastcall-dev/lastcall/internal/httpjson"
 )
 
 // Defaults for Options.
@@ -220,10 +221,7 @@ func (s *Server) readPayload(r *http.Request) (Payload, error) {
 // to reach the API server answers 503 rather than 401.
 func (s *Server) authenticate(r *http.Request) (auth.User, error) {
 	u, err := s.authn.Authenticate(r)
-	if err != nil && !auth.IsRejection(err) {
-		return u, fmt.Errorf("%w: %w", errAuthUnavailable, err)
-	}
-	return u, err
+	return u, httpjson.AuthError(err)
 }
 
 // authorize lets the static token do anything, and anyone else what a
@@ -236,10 +234,7 @@ func (s *Server) authorize(ctx context.Context, u auth.User, p Payload) error {
 		return fmt.Errorf("%w: %s may not %s %s", auth.ErrForbidden, u.Name, ControlVerb, ControlResource)
 	}
 	err := s.authz.Authorize(ctx, u, auth.Attributes{Verb: ControlVerb, Resource: ControlResource, Namespace: p.Namespace, Name: p.Name})
-	if err != nil && !auth.IsRejection(err) {
-		return fmt.Errorf("%w: %w", errAuthUnavailable, err)
-	}
-	return err
+	return httpjson.AuthError(err)
 }
 
 // control authenticates, reads the payload and authorizes: the common start

@@ -37,7 +37,3 @@ var (
 // ErrInvalidBody is returned for a POST /state/save body that is not the
 // expected JSON object.
 var ErrInvalidBody = errors.New("invalid body")
-
-// errAuthUnavailable marks authentication or authorization failures that are
-// not refusals: the API server could not be asked (503, retry).
-var errAuthUnavailable = errors.New("cannot check credentials")

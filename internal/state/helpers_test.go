@@ -3,6 +3,7 @@ package state
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -28,8 +29,13 @@ import (
 
 const adminToken = "admin-secret-token"
 
-// saToken is how the fake TokenReview below names ServiceAccount tokens.
-func saToken(ns, name string) string { return "sa:" + ns + ":" + name }
+// saToken is how the fake TokenReview below names ServiceAccount tokens: an
+// unsigned JWT (the authenticator screens out anything else) whose subject
+// the fake review trusts.
+func saToken(ns, name string) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"RS256"}`)) + "." + enc([]byte(`{"sub":"sa:`+ns+`:`+name+`"}`)) + ".c2ln"
+}
 
 func newFileStore(t testing.TB) (*Store, string) {
 	t.Helper()
@@ -59,7 +65,11 @@ func (c *fakeCluster) client() *fake.Clientset {
 	cs := fake.NewClientset()
 	cs.PrependReactor("create", "tokenreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		tr := a.(k8stesting.CreateAction).GetObject().(*authnv1.TokenReview).DeepCopy()
-		if rest, ok := strings.CutPrefix(tr.Spec.Token, "sa:"); ok {
+		parts := strings.Split(tr.Spec.Token, ".")
+		payload, _ := base64.RawURLEncoding.DecodeString(parts[min(1, len(parts)-1)])
+		var claims struct{ Sub string }
+		_ = json.Unmarshal(payload, &claims)
+		if rest, ok := strings.CutPrefix(claims.Sub, "sa:"); ok {
 			tr.Status = authnv1.TokenReviewStatus{Authenticated: true, Audiences: tr.Spec.Audiences,
 				User: authnv1.UserInfo{Username: "system:serviceaccount:" + rest}}
 		}

@@ -11,6 +11,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"github.com/lastcall-dev/lastcall/internal/auth"
+	"github.com/lastcall-dev/lastcall/internal/httpjson"
 )
 
 // Defaults for Options.
@@ -139,10 +140,7 @@ func (s *Server) pruneKey(ctx context.Context, ns, key string) {
 // marked so they answer 503 rather than 401.
 func (s *Server) authenticate(r *http.Request) (auth.User, error) {
 	u, err := s.authn.Authenticate(r)
-	if err != nil && !auth.IsRejection(err) {
-		return u, fmt.Errorf("%w: %w", errAuthUnavailable, err)
-	}
-	return u, err
+	return u, httpjson.AuthError(err)
 }
 
 // authorize lets the admin do anything and a ServiceAccount anything in its
@@ -160,10 +158,7 @@ func (s *Server) authorize(r *http.Request, u auth.User, verb, ns string) error 
 		return fmt.Errorf("%w: %s may not %s states in namespace %s", auth.ErrForbidden, u.Name, verb, ns)
 	}
 	err := s.authz.Authorize(r.Context(), u, auth.Attributes{Verb: verb, Resource: "states", Namespace: ns})
-	if err != nil && !auth.IsRejection(err) {
-		return fmt.Errorf("%w: %w", errAuthUnavailable, err)
-	}
-	return err
+	return httpjson.AuthError(err)
 }
 
 // begin authenticates and authorizes a request on /v1/state/{namespace}/...
