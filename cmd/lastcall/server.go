@@ -1,22 +1,17 @@
 package main
 
 import (
-	"fmt"
-	"log/slog"
-
 	"github.com/spf13/cobra"
-	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 
-	"github.com/lastcall-dev/lastcall/internal/gcfloor"
 	"github.com/lastcall-dev/lastcall/internal/server"
 )
 
 func newServerCommand() *cobra.Command {
 	cfg := server.Defaults
-	var kubeconfig, logLevel, gcFloor string
+	var kubeconfig, logLevel string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the run controller and the HTTP API (gate, state)",
@@ -26,11 +21,6 @@ func newServerCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			stopGC, err := startGCFloor(gcFloor, log)
-			if err != nil {
-				return err
-			}
-			defer stopGC()
 			restCfg, err := loadConfig(kubeconfig)
 			if err != nil {
 				return err
@@ -45,7 +35,6 @@ func newServerCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig file (default: in-cluster config, then $KUBECONFIG)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	f.StringVar(&gcFloor, "gc-heap-floor", "32Mi", "heap size below which the garbage collector does not run (raises GOGC while the live heap is small; a larger heap is collected as GOGC says); 0 turns it off")
 	f.StringVar(&cfg.HTTPAddr, "http-addr", cfg.HTTPAddr, "address of the HTTP API (Flagger gate, state service)")
 	f.StringVar(&cfg.GateAddr, "gate-addr", "", "address of Flagger's endpoints (/flagger/*, /gate/*, /rollback/*); empty: --http-addr")
 	f.StringVar(&cfg.StateAddr, "state-addr", "", "address of the state API (/v1/state, /state/save); empty: --http-addr")
@@ -77,29 +66,6 @@ func newServerCommand() *cobra.Command {
 	f.BoolVar(&cfg.Watch, "watch", cfg.Watch, "watch for failed lifecycle hooks and containers SIGKILLed at their termination deadline (metrics, Events)")
 	f.DurationVar(&cfg.State.PruneInterval, "state-prune-interval", cfg.State.PruneInterval, "how often the leader applies retention to the whole store")
 	return cmd
-}
-
-// startGCFloor starts the heap floor given as a quantity ("64Mi"); see
-// internal/gcfloor for why the server has one.
-func startGCFloor(v string, log *slog.Logger) (func(), error) {
-	q, err := resource.ParseQuantity(v)
-	if err != nil {
-		return nil, fmt.Errorf("--gc-heap-floor %q: %w", v, err)
-	}
-	floor, ok := q.AsInt64()
-	if !ok || floor < 0 {
-		return nil, fmt.Errorf("--gc-heap-floor %q: want a size in bytes such as 64Mi, or 0", v)
-	}
-	if floor == 0 {
-		return func() {}, nil
-	}
-	t, err := gcfloor.Start(uint64(floor))
-	if err != nil {
-		log.Warn("no GC heap floor", "err", err)
-		return func() {}, nil
-	}
-	log.Info("GC heap floor", "floor", q.String(), "gogc", t.Base())
-	return t.Stop, nil
 }
 
 // loadConfig uses --kubeconfig when given, else controller-runtime's rules

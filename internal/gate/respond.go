@@ -11,9 +11,6 @@ import (
 	"github.com/lastcall-dev/lastcall/internal/httpjson"
 )
 
-// errorBody is the JSON shape of every error, as for all of lastcall's APIs.
-type errorBody = httpjson.Error
-
 // Reasons for errors that are not about credentials (see auth for those).
 const (
 	ReasonInvalidPayload   = "InvalidPayload"

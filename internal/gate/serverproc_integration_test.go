@@ -43,7 +43,7 @@ func startServerProcess(b *testing.B, extraArgs ...string) (string, int) {
 		"--http-addr", api, "--health-addr", health, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", freePort(b)),
 		"--control-token-file", tokenFile, "--state-url", "file://"+filepath.Join(dir, "state"),
 		"--leader-elect=false", "--log-level", "warn")
-	// LASTCALL_BENCH_SERVER_ARGS adds server flags (--gc-heap-floor=0);
+	// LASTCALL_BENCH_SERVER_ARGS adds server flags;
 	// LASTCALL_BENCH_SERVER_ENV="K=V ..." sets environment variables for the
 	// server alone (GODEBUG=gctrace=1, GOGC), not for the loadtester.
 	cmd.Args = append(cmd.Args, extraArgs...)

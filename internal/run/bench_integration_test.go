@@ -145,7 +145,7 @@ func BenchmarkControllerRSS10kPods1kPolicies(b *testing.B) {
 	}
 	cmd := exec.Command(bin, "server", "--kubeconfig", clustertest.Cluster().KubeconfigPath(), "--state-url", "mem://", "--leader-elect=false",
 		"--http-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--health-addr", "127.0.0.1:"+strconv.Itoa(health), "--log-level", "error")
-	// LASTCALL_BENCH_SERVER_ARGS adds server flags (--gc-heap-floor=0).
+	// LASTCALL_BENCH_SERVER_ARGS adds server flags.
 	cmd.Args = append(cmd.Args, strings.Fields(os.Getenv("LASTCALL_BENCH_SERVER_ARGS"))...)
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
