@@ -43,8 +43,11 @@ func TestShippedRBACIsEnoughForAShutdownAndNoMore(t *testing.T) {
 	admin := fastClient(t, env)
 	cleanNode(t, admin)
 	ctx := context.Background()
-	applyNodeAgent(t, admin)
-	saCfg := agentPodConfig(t, admin, kwokNode)
+	// RBAC alone: the own-node admission policy has its own test, and a
+	// token bound to a pod on the node would end with the pod, which this
+	// shutdown evicts.
+	applyNodeAgent(t, admin, false)
+	saCfg := serviceAccountConfig(t, admin, "lastcall-system", "lastcall-node-agent")
 	sa, err := kubernetes.NewForConfig(ClientConfig(saCfg))
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +151,7 @@ func TestShippedRBACIsEnoughForAShutdownAndNoMore(t *testing.T) {
 // lastcall-system namespace, which deploy/server would create). The
 // DaemonSet is only validated by the API server (dry run): its pods would
 // sit on the kwok nodes of the other tests.
-func applyNodeAgent(t *testing.T, cs kubernetes.Interface) {
+func applyNodeAgent(t *testing.T, cs kubernetes.Interface, withPolicy bool) {
 	t.Helper()
 	ctx := context.Background()
 	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "lastcall-system"}}
@@ -171,6 +174,14 @@ func applyNodeAgent(t *testing.T, cs kubernetes.Interface) {
 			break
 		} else if err != nil {
 			t.Fatal(err)
+		}
+		if strings.HasPrefix(u.GetKind(), "ValidatingAdmissionPolicy") {
+			if !withPolicy {
+				continue
+			}
+			// Cluster-wide: gone with the test, so that other tests of the
+			// package keep their own rules.
+			t.Cleanup(func() { _ = c.Delete(context.Background(), u) })
 		}
 		var opts []client.CreateOption
 		if u.GetKind() == "DaemonSet" {
@@ -208,9 +219,7 @@ func agentPodConfig(t *testing.T, cs kubernetes.Interface, node string) *rest.Co
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cs.CoreV1().Pods("lastcall-system").Delete(context.Background(), pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
-	})
+	t.Cleanup(func() { deleteAndWait(t, cs, "lastcall-system", pod.Name) })
 	tok, err := cs.CoreV1().ServiceAccounts("lastcall-system").CreateToken(ctx, "lastcall-node-agent", &authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{
 		ExpirationSeconds: ptr.To[int64](3600),
 		BoundObjectRef:    &authnv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
@@ -223,6 +232,16 @@ func agentPodConfig(t *testing.T, cs kubernetes.Interface, node string) *rest.Co
 	return cfg
 }
 
+// deleteAndWait deletes a pod at once and waits until it is gone.
+func deleteAndWait(t *testing.T, cs kubernetes.Interface, ns, name string) {
+	t.Helper()
+	_ = cs.CoreV1().Pods(ns).Delete(context.Background(), name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
+	clustertest.Eventually(t, 30*time.Second, func(ctx context.Context) (bool, error) {
+		_, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+	}, "pod %s/%s to be gone", ns, name)
+}
+
 // TestAgentMayChangeOnlyItsOwnNode: the shipped ValidatingAdmissionPolicy
 // lets the agent's ServiceAccount patch only the node its pod runs on and
 // delete only pods there, although its ClusterRole allows any node and pod.
@@ -230,7 +249,7 @@ func TestAgentMayChangeOnlyItsOwnNode(t *testing.T) {
 	env := clustertest.New(t)
 	admin := fastClient(t, env)
 	ctx := context.Background()
-	applyNodeAgent(t, admin)
+	applyNodeAgent(t, admin, true)
 	const other = "lastcall-other-node"
 	if _, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: other}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
@@ -239,11 +258,14 @@ func TestAgentMayChangeOnlyItsOwnNode(t *testing.T) {
 	for name, node := range map[string]string{"mine": kwokNode, "theirs": other} {
 		_, err := admin.CoreV1().Pods(env.Namespace).Create(ctx, &corev1.Pod{
 			ObjectMeta: metav1.ObjectMeta{Name: name},
-			Spec:       corev1.PodSpec{NodeName: node, Containers: []corev1.Container{{Name: "app", Image: "app"}}},
+			Spec: corev1.PodSpec{NodeName: node, TerminationGracePeriodSeconds: ptr.To[int64](0),
+				Containers: []corev1.Container{{Name: "app", Image: "app"}}},
 		}, metav1.CreateOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The node's pods are counted by the tests that follow.
+		t.Cleanup(func() { deleteAndWait(t, admin, env.Namespace, name) })
 	}
 	agent, err := kubernetes.NewForConfig(agentPodConfig(t, admin, kwokNode))
 	if err != nil {
@@ -276,7 +298,7 @@ func TestAgentMayChangeOnlyItsOwnNode(t *testing.T) {
 	if err := agent.CoreV1().Pods(env.Namespace).Delete(ctx, "theirs", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
 		t.Errorf("the agent deleting a pod on another node: %v, want Forbidden", err)
 	}
-	if err := agent.CoreV1().Pods(env.Namespace).Delete(ctx, "mine", metav1.DeleteOptions{}); err != nil {
+	if err := agent.CoreV1().Pods(env.Namespace).Delete(ctx, "mine", metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
 		t.Errorf("the agent deleting a pod on its own node: %v", err)
 	}
 }
