@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -170,7 +171,7 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		defer c.wg.Done()
 		defer c.metrics.active.Dec()
 		lctx := log.IntoContext(c.base, log.FromContext(ctx).WithValues("run", req.NamespacedName.String()))
-		err := c.execute(lctx, &run)
+		err := c.executeSafely(lctx, &run)
 		c.mu.Lock()
 		delete(c.running, run.UID)
 		c.mu.Unlock()
@@ -209,6 +210,23 @@ func (c *Controller) expire(ctx context.Context, run *v1alpha1.TerminationRun) (
 	}
 	log.FromContext(ctx).Info("deleted a run past its ttlSecondsAfterFinished", "ttl", *ttl)
 	return ctrl.Result{}, nil
+}
+
+// executeSafely is execute with a panic turned into the run's failure
+// (reason Panic, a Warning Event): a bug outside any one step must not take
+// the process down, nor leave the run to be retried into the same panic.
+func (c *Controller) executeSafely(ctx context.Context, run *v1alpha1.TerminationRun) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.FromContext(ctx).Error(fmt.Errorf("%v", r), "run execution panicked", "stack", string(debug.Stack()))
+			w := newStatusWriter(c.client, c.reader, run)
+			wctx, stop := context.WithCancel(ctx)
+			defer stop()
+			go w.loop(wctx)
+			err = c.fail(ctx, w, run, "Panic", fmt.Sprintf("lastcall panicked executing this run: %v (a lastcall bug: please report it with the server log)", r))
+		}
+	}()
+	return c.execute(ctx, run)
 }
 
 // execute drives a run from its persisted status to the end, attempt after

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -170,6 +171,19 @@ func (e *execution) finishPod(ctx context.Context, i int, err error, step string
 	})
 }
 
+// doStep runs an action and turns a panic in it into a permanent failure
+// of the step: a bug in one step kind fails that pod's step with a reason,
+// and the process (the gate, the state API, other runs) lives on.
+func doStep(ctx context.Context, action Action, t Target) (msg string, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.FromContext(ctx).Error(fmt.Errorf("%v", r), "step panicked", "step", t.Step.Name, "stack", string(debug.Stack()))
+			msg, err = "", permanent("step %s panicked: %v (a lastcall bug: please report it with the server log)", t.Step.Name, r)
+		}
+	}()
+	return action.Do(ctx, t)
+}
+
 // runStep runs one step with its timeout, retries and backoff. It stops
 // retrying when the pod is gone.
 func (e *execution) runStep(ctx context.Context, t Target, name string, uid types.UID) (string, int32, error) {
@@ -182,7 +196,7 @@ func (e *execution) runStep(ctx context.Context, t Target, name string, uid type
 	for {
 		attempts++
 		actx, cancel := context.WithTimeout(ctx, timeout)
-		msg, err := action.Do(actx, t)
+		msg, err := doStep(actx, action, t)
 		cancel()
 		if err == nil {
 			return msg, attempts, nil
