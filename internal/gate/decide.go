@@ -7,6 +7,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+	"github.com/lastcall-dev/lastcall/internal/text"
 )
 
 // Answer is the JSON body of /flagger/gate. Flagger puts a refusal's body in
@@ -69,8 +70,5 @@ func Decide(run *v1alpha1.TerminationRun, onFailure v1alpha1.GateFailureAction) 
 // short trims a run's message to what fits an event line.
 func short(s string) string {
 	const limit = 240
-	if len(s) <= limit {
-		return s
-	}
-	return s[:limit] + "…"
+	return text.Truncate(s, limit+len("…"), "…")
 }

@@ -4,6 +4,8 @@ import (
 	"net/http"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/lastcall-dev/lastcall/internal/text"
 )
 
 // maxEventMessage keeps an Event's message within what the API accepts.
@@ -29,9 +31,7 @@ func (s *Server) event(w http.ResponseWriter, r *http.Request) (string, string) 
 	if msg == "" {
 		msg = "(Flagger sent no message)"
 	}
-	if len(msg) > maxEventMessage {
-		msg = msg[:maxEventMessage]
-	}
+	msg = text.Truncate(msg, maxEventMessage, "")
 	phase := phaseLabel(p.Phase)
 	s.c.Recorder.Event(ref, typ, "Canary"+phase, msg)
 	s.metrics.events.WithLabelValues(typ, phase).Inc()

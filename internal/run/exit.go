@@ -2,6 +2,7 @@ package run
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -122,7 +123,19 @@ func (c *Controller) notify(ctx context.Context, n *v1alpha1.NotifyAction, run *
 		return "", err
 	}
 	if n.Body == "" {
-		body = fmt.Sprintf(`{"run":%q,"namespace":%q,"phase":%q,"message":%q,"attempt":%d}`, run.Name, run.Namespace, run.Status.Phase, run.Status.Message, run.Status.Attempt)
+		// json.Marshal, not %q: Go quoting is not JSON for control
+		// characters and non-ASCII runes.
+		b, err := json.Marshal(struct {
+			Run       string `json:"run"`
+			Namespace string `json:"namespace"`
+			Phase     string `json:"phase"`
+			Message   string `json:"message"`
+			Attempt   int32  `json:"attempt"`
+		}{run.Name, run.Namespace, string(run.Status.Phase), run.Status.Message, run.Status.Attempt})
+		if err != nil {
+			return "", err
+		}
+		body = string(b)
 	}
 	method := n.Method
 	if method == "" {

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+	"github.com/lastcall-dev/lastcall/internal/text"
 )
 
 // Target is what a step acts on.
@@ -47,9 +48,4 @@ func permanent(format string, args ...any) error {
 // pods, and etcd objects are limited to 1.5 MiB.
 const maxMessage = 512
 
-func trim(s string) string {
-	if len(s) <= maxMessage {
-		return s
-	}
-	return s[:maxMessage-3] + "..."
-}
+func trim(s string) string { return text.Truncate(s, maxMessage, "...") }
