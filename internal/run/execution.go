@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
-	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -51,24 +51,20 @@ func (e *execution) runPods(ctx context.Context) {
 			}
 		}
 	})
-	sem := make(chan struct{}, limit)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(limit)
 	for _, i := range todo {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
 		if ctx.Err() != nil {
 			break
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+		// Go waits for a free slot; a slot frees as soon as a pod's steps
+		// end, and they end with ctx.
+		g.Go(func() error {
 			e.runPod(ctx, i)
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
+	_ = g.Wait() // runPod records its failures in the status
 }
 
 // runPod runs the policy's steps in order for pod i, skipping those already
@@ -191,7 +187,7 @@ func (e *execution) runStep(ctx context.Context, t Target, name string, uid type
 	if !ok {
 		return "", 0, permanent("no runner for step kind %q in this server (saveState needs --state-url)", t.Step.Kind())
 	}
-	timeout, retries, backoff := e.stepPolicy(t.Step)
+	timeout, retries, base := e.stepPolicy(t.Step)
 	var attempts int32
 	for {
 		attempts++
@@ -210,7 +206,7 @@ func (e *execution) runStep(ctx context.Context, t Target, name string, uid type
 			return "", attempts, err
 		}
 		select {
-		case <-e.c.clock.After(backoff << (attempts - 1)):
+		case <-e.c.clock.After(doubled(base, attempts, maxStepBackoff)):
 		case <-ctx.Done():
 			return "", attempts, ctx.Err()
 		}

@@ -50,11 +50,11 @@ func (c *Controller) exitHandlers(ctx context.Context, w *statusWriter, policy *
 		}
 	}
 	if retry != nil && attempt <= retry.Limit {
-		backoff := defaultRetryBackoff
+		base := defaultRetryBackoff
 		if retry.Backoff != nil {
-			backoff = retry.Backoff.Duration
+			base = retry.Backoff.Duration
 		}
-		backoff <<= attempt - 1
+		backoff := doubled(base, attempt, maxRunBackoff)
 		c.recorder.Eventf(run, corev1.EventTypeNormal, "Retry", "attempt %d failed; attempt %d of at most %d starts in %s (scope %s)", attempt, attempt+1, retry.Limit+1, backoff, retry.Scope)
 		err := w.sync(ctx, func(st *v1alpha1.TerminationRunStatus) {
 			next := metav1.NewTime(c.clock.Now().Add(backoff))

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
@@ -129,18 +130,20 @@ func (w *statusWriter) fail(err error) {
 // (e.g. a gate override): take the new resourceVersion and write again; we
 // are the only writer of status while the run executes.
 func (w *statusWriter) write(ctx context.Context, obj *v1alpha1.TerminationRun) (string, error) {
-	for i := 0; ; i++ {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		err := w.c.Status().Update(ctx, obj)
-		if err == nil {
-			return obj.ResourceVersion, nil
-		}
-		if !apierrors.IsConflict(err) || i >= 10 {
-			return "", fmt.Errorf("write status of run %s/%s: %w", obj.Namespace, obj.Name, err)
+		if !apierrors.IsConflict(err) {
+			return err
 		}
 		var cur v1alpha1.TerminationRun
-		if err := w.reader.Get(ctx, client.ObjectKeyFromObject(obj), &cur); err != nil {
-			return "", fmt.Errorf("re-read run %s/%s: %w", obj.Namespace, obj.Name, err)
+		if rerr := w.reader.Get(ctx, client.ObjectKeyFromObject(obj), &cur); rerr != nil {
+			return fmt.Errorf("re-read run %s/%s: %w", obj.Namespace, obj.Name, rerr)
 		}
 		obj.ResourceVersion = cur.ResourceVersion
+		return err
+	})
+	if err != nil {
+		return "", fmt.Errorf("write status of run %s/%s: %w", obj.Namespace, obj.Name, err)
 	}
+	return obj.ResourceVersion, nil
 }
