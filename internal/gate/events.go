@@ -15,7 +15,7 @@ const maxEventMessage = 1024
 // Kubernetes Event on the Canary (reason Canary<phase>) and a count in
 // lastcall_gate_flagger_events_total. It answers 202 with no body.
 func (s *Server) event(w http.ResponseWriter, r *http.Request) (string, string) {
-	p, err := s.readPayload(r)
+	p, err := s.readPayload(w, r)
 	if err != nil {
 		return s.fail(w, r, err), hookNone
 	}

@@ -2,7 +2,6 @@ package gate
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -16,7 +15,7 @@ import (
 // a revision creates the run; every later call, on any replica, is answered
 // from the informer cache.
 func (s *Server) flaggerGate(w http.ResponseWriter, r *http.Request) (string, string) {
-	p, err := s.readPayload(r)
+	p, err := s.readPayload(w, r)
 	if err != nil {
 		return s.fail(w, r, err), hookNone
 	}
@@ -25,8 +24,8 @@ func (s *Server) flaggerGate(w http.ResponseWriter, r *http.Request) (string, st
 		return s.fail(w, r, err), hookNone
 	}
 	ctx := r.Context()
-	key := client.ObjectKey{Namespace: p.Namespace, Name: s.names.runName(p, hook)}
-	run, err := s.c.Runs.get(ctx, key.Namespace, key.Name)
+	key := client.ObjectKey{Namespace: p.Namespace, Name: RunName(p, hook)}
+	run, err := cached[v1alpha1.TerminationRun](ctx, s.c.Cache, key.Namespace, key.Name)
 	if err == nil && run == nil {
 		run, err = s.startRun(ctx, p, hook, key.Name)
 	}
@@ -38,19 +37,13 @@ func (s *Server) flaggerGate(w http.ResponseWriter, r *http.Request) (string, st
 
 // answer writes the gate's decision for a run.
 func (s *Server) answer(ctx context.Context, w http.ResponseWriter, run *v1alpha1.TerminationRun) string {
-	if m := s.answers.get(run); m != nil {
-		writeJSONBytes(w, m.code, m.body)
-		return m.result
-	}
 	open, a := Decide(run, s.onFailure(ctx, run))
-	m := &memoAnswer{rv: run.ResourceVersion, code: http.StatusForbidden, result: resultClosed}
 	if open {
-		m.code, m.result = http.StatusOK, resultOpen
+		writeJSON(w, http.StatusOK, a)
+		return resultOpen
 	}
-	m.body, _ = json.Marshal(a) // strings and integers: it always encodes
-	s.answers.put(run, m)
-	writeJSONBytes(w, m.code, m.body)
-	return m.result
+	writeJSON(w, http.StatusForbidden, a)
+	return resultClosed
 }
 
 // onFailure reads the policy's gate.onFailure, only for a failed run; a

@@ -76,31 +76,22 @@ func DecodePayload(body []byte) (Payload, error) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return Payload{}, invalid("empty body: send Flagger's JSON payload")
 	}
-	p, ok := fastDecode(body)
-	if !ok {
-		// A variable of its own: taking p's address would move p to the
-		// heap on the fast path too.
-		var slow Payload
-		if err := json.Unmarshal(body, &slow); err != nil {
-			return Payload{}, invalid("%s", jsonError(err))
-		}
-		p = slow
+	var p Payload
+	if err := json.Unmarshal(body, &p); err != nil {
+		return Payload{}, invalid("%s", jsonError(err))
 	}
 	if p.Name == "" || p.Namespace == "" {
 		return Payload{}, invalid("name and namespace of the canary are required")
 	}
-	// The cheap checks first: they run on every call of a hot endpoint, and
-	// the validation package's regular expressions cost more than the rest
-	// of the decoding; it still words the refusal.
-	if !isDNS1123Subdomain(p.Name) {
-		return Payload{}, invalid("name %q: %s", p.Name, strings.Join(validation.IsDNS1123Subdomain(p.Name), "; "))
+	if errs := validation.IsDNS1123Subdomain(p.Name); len(errs) > 0 {
+		return Payload{}, invalid("name %q: %s", p.Name, strings.Join(errs, "; "))
 	}
-	if !isDNS1123Label(p.Namespace) {
-		return Payload{}, invalid("namespace %q: %s", p.Namespace, strings.Join(validation.IsDNS1123Label(p.Namespace), "; "))
+	if errs := validation.IsDNS1123Label(p.Namespace); len(errs) > 0 {
+		return Payload{}, invalid("namespace %q: %s", p.Namespace, strings.Join(errs, "; "))
 	}
 	// Flagger's checksums are short lowercase alphanumerics; anything else
 	// is not Flagger's and must not reach a run name, a label or a log line.
-	if p.Checksum != "" && !isDNS1123Label(p.Checksum) {
+	if p.Checksum != "" && len(validation.IsDNS1123Label(p.Checksum)) > 0 {
 		return Payload{}, invalid("checksum: at most 63 characters of [a-z0-9-]")
 	}
 	if len(p.Metadata) > maxMetadataEntries {
@@ -122,48 +113,6 @@ const (
 	maxMetadataKey     = 63
 	maxMetadataValue   = 4096
 )
-
-// isDNS1123Label is validation.IsDNS1123Label without the regexp: at most
-// 63 characters of [a-z0-9-], starting and ending alphanumeric.
-func isDNS1123Label(s string) bool {
-	if len(s) == 0 || len(s) > validation.DNS1123LabelMaxLength {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
-		case c == '-' && i > 0 && i < len(s)-1:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// isDNS1123Subdomain is validation.IsDNS1123Subdomain without the regexp:
-// at most 253 characters, dot-separated labels of the form above (each
-// label's length is bounded only by the whole's, as there).
-func isDNS1123Subdomain(s string) bool {
-	if len(s) == 0 || len(s) > validation.DNS1123SubdomainMaxLength {
-		return false
-	}
-	for label := range strings.SplitSeq(s, ".") {
-		if len(label) == 0 {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			switch {
-			case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
-			case c == '-' && i > 0 && i < len(label)-1:
-			default:
-				return false
-			}
-		}
-	}
-	return true
-}
 
 // jsonError says what was wrong with a body without echoing all of it.
 func jsonError(err error) string {

@@ -6,9 +6,6 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-	"unsafe"
-
-	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 func TestDecodePayloadAcceptsFlaggersBodyAndIgnoresUnknownFields(t *testing.T) {
@@ -118,16 +115,6 @@ func FuzzDecodePayload(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		// The fast path must agree with encoding/json whenever it accepts.
-		if fast, ok := fastDecode(body); ok {
-			var ref Payload
-			if err := json.Unmarshal(body, &ref); err != nil {
-				t.Fatalf("fast decoder accepted %q, encoding/json refuses it: %v", body, err)
-			}
-			if !reflect.DeepEqual(fast, ref) {
-				t.Fatalf("%q: fast decoder %+v, encoding/json %+v", body, fast, ref)
-			}
-		}
 		p, err := DecodePayload(body)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidPayload) {
@@ -156,87 +143,4 @@ func FuzzDecodePayload(f *testing.F) {
 			t.Fatalf("run name %q for %+v", name, p)
 		}
 	})
-}
-
-// FuzzNameChecks holds the fast name checks to the validation package's.
-func FuzzNameChecks(f *testing.F) {
-	for _, s := range []string{"web", "web-1", "a.b", "a..b", "-a", "a-", "A", "a_b", "", ".", strings.Repeat("a", 64), strings.Repeat("a.", 127) + "a", "web-.x"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		if got, want := isDNS1123Label(s), len(validation.IsDNS1123Label(s)) == 0; got != want {
-			t.Errorf("isDNS1123Label(%q) = %v, validation says %v", s, got, want)
-		}
-		if got, want := isDNS1123Subdomain(s), len(validation.IsDNS1123Subdomain(s)) == 0; got != want {
-			t.Errorf("isDNS1123Subdomain(%q) = %v, validation says %v", s, got, want)
-		}
-	})
-}
-
-func TestFastDecodeTakesFlaggersPayloadAndLeavesTheRestToEncodingJSON(t *testing.T) {
-	flagger := `{"name":"web","namespace":"shop","phase":"Progressing","checksum":"6d8f7b9c","metadata":{"policy":"drain-web"}}`
-	if p, ok := fastDecode([]byte(flagger)); !ok || p.Name != "web" || p.Metadata["policy"] != "drain-web" {
-		t.Errorf("Flagger's payload: %+v, %v; want it decoded on the fast path", p, ok)
-	}
-	for _, body := range []string{
-		`{"name":"web","namespace":"shop","weight":10}`,     // unknown field
-		`{"Name":"web","namespace":"shop"}`,                 // case-insensitive match
-		`{"name":"w\u0065b","namespace":"shop"}`,            // escape
-		`{"name":"web","namespace":"shop","metadata":null}`, // null
-		`{"name":"web","name":"api","namespace":"shop"}`,    // repeated key
-	} {
-		if _, ok := fastDecode([]byte(body)); ok {
-			t.Errorf("%s: taken by the fast path, want encoding/json", body)
-		}
-		if _, err := DecodePayload([]byte(body)); err != nil {
-			t.Errorf("%s: %v, want it decoded by encoding/json", body, err)
-		}
-	}
-}
-
-// A small body's fields share the decoder's one copy of it; a large body's
-// fields get their own memory, so that a field kept after the request (a
-// memo key) cannot hold the whole body.
-func TestFastDecodeSharesOnlySmallBodies(t *testing.T) {
-	// offset is where Namespace starts relative to Name in the body.
-	const head = `{"name":"web","namespace":"shop"`
-	offset := uintptr(strings.Index(head, "shop") - strings.Index(head, "web"))
-	shares := func(p Payload) bool {
-		return uintptr(unsafe.Pointer(unsafe.StringData(p.Namespace)))-uintptr(unsafe.Pointer(unsafe.StringData(p.Name))) == offset
-	}
-	small := head + `}`
-	large := head + `,"metadata":{"pad":"` + strings.Repeat("x", 2*maxSharedBody) + `"}}`
-	for _, tc := range []struct {
-		body  string
-		share bool
-	}{{small, true}, {large, false}} {
-		p, ok := fastDecode([]byte(tc.body))
-		if !ok || p.Name != "web" || p.Namespace != "shop" {
-			t.Fatalf("%d-byte body: %+v, %v", len(tc.body), p, ok)
-		}
-		if got := shares(p); got != tc.share {
-			t.Errorf("%d-byte body: fields share one copy = %v, want %v", len(tc.body), got, tc.share)
-		}
-	}
-}
-
-func BenchmarkDecodePayload(b *testing.B) {
-	body := []byte(`{"name":"web","namespace":"shop","phase":"Progressing","checksum":"6d8f7b9c5","metadata":{"type":"confirm-promotion"}}`)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := DecodePayload(body); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkDecodePayloadEncodingJSON(b *testing.B) {
-	body := []byte(`{"name":"web","namespace":"shop","phase":"Progressing","checksum":"6d8f7b9c5","metadata":{"type":"confirm-promotion"}}`)
-	b.ReportAllocs()
-	for b.Loop() {
-		var p Payload
-		if err := json.Unmarshal(body, &p); err != nil {
-			b.Fatal(err)
-		}
-	}
 }

@@ -1,7 +1,6 @@
 package gate
 
 import (
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -72,22 +71,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) string 
 	return result
 }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil { // only our own plain structs are written
-		code, b = http.StatusInternalServerError, []byte(`{"error":"encode answer","reason":"Internal"}`)
-	}
-	writeJSONBytes(w, code, b)
-}
-
-func writeJSONBytes(w http.ResponseWriter, code int, b []byte) {
-	w.Header()["Content-Type"] = jsonContentType
-	w.WriteHeader(code)
-	_, _ = w.Write(b) // the client is gone if this fails
-}
-
-// jsonContentType is shared to spare an allocation per answer.
-var jsonContentType = []string{"application/json"}
+func writeJSON(w http.ResponseWriter, code int, v any) { httpjson.Write(w, code, v) }
 
 // writeText answers like flagger-loadtester: a plain word, with the content
 // type net/http sniffs for it.

@@ -1,22 +1,21 @@
 package gate
 
 import (
-	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/auth"
 	"github.com/lastcall-dev/lastcall/internal/httpjson"
 )
@@ -72,9 +71,6 @@ type clients struct {
 	// Canaries are Flagger's Canary objects; nil when Flagger's CRD is not
 	// installed (the canary's name is then taken as its target's).
 	Canaries *canaries
-	// Gates and Runs answer the checks, from the cache.
-	Gates lookup[v1alpha1.Gate]
-	Runs  lookup[v1alpha1.TerminationRun]
 }
 
 // Server serves the gate endpoints.
@@ -86,9 +82,6 @@ type Server struct {
 	opts    Options
 	log     *slog.Logger
 	metrics *metrics
-	bufs    sync.Pool
-	answers answerMemo
-	names   nameMemo
 }
 
 // newServer returns a Server. It panics if the metrics cannot be registered
@@ -117,7 +110,6 @@ func newServer(c clients, authn *auth.Authenticator, authz *auth.Authorizer, opt
 		opts:    opts,
 		log:     opts.Logger,
 		metrics: newMetrics(opts.Registerer),
-		bufs:    sync.Pool{New: func() any { return new(bodyBuffer) }},
 	}
 }
 
@@ -187,34 +179,35 @@ func hookLabel(p Payload) string {
 	return string(h)
 }
 
-// bodyBuffer reads one request body. Pooled with its limiting reader:
-// http.MaxBytesReader would allocate a reader per request on the hot
-// endpoints.
-type bodyBuffer struct {
-	buf bytes.Buffer
-	lim io.LimitedReader
-}
-
-// readPayload reads and decodes a POSTed payload within the size limit. The
-// decoded payload shares nothing with the pooled buffer.
-func (s *Server) readPayload(r *http.Request) (Payload, error) {
-	limit := s.opts.MaxBodyBytes
-	if r.ContentLength > limit {
-		return Payload{}, &http.MaxBytesError{Limit: limit}
-	}
-	bb := s.bufs.Get().(*bodyBuffer)
-	defer s.bufs.Put(bb)
-	bb.buf.Reset()
-	bb.lim = io.LimitedReader{R: r.Body, N: limit + 1} // one byte more tells a body over the limit
-	_, err := bb.buf.ReadFrom(&bb.lim)
-	bb.lim.R = nil // the pool must not keep the request alive
+// readPayload reads and decodes a POSTed payload within the size limit.
+func (s *Server) readPayload(w http.ResponseWriter, r *http.Request) (Payload, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return Payload{}, err
+		}
 		return Payload{}, invalid("read body: %v", err)
 	}
-	if int64(bb.buf.Len()) > limit {
-		return Payload{}, &http.MaxBytesError{Limit: limit}
+	return DecodePayload(body)
+}
+
+// cached reads one object from the informer cache without copying it (the
+// object is the cache's own: callers only read it); nil, nil when there is
+// none.
+func cached[T any, PT interface {
+	*T
+	client.Object
+}](ctx context.Context, r client.Reader, namespace, name string) (*T, error) {
+	obj := PT(new(T))
+	err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj, noCopy)
+	if apierrors.IsNotFound(err) {
+		return nil, nil
 	}
-	return DecodePayload(bb.buf.Bytes())
+	if err != nil {
+		return nil, err
+	}
+	return (*T)(obj), nil
 }
 
 // authenticate checks the bearer token before any body is read; a failure
@@ -244,7 +237,7 @@ func (s *Server) control(w http.ResponseWriter, r *http.Request) (auth.User, Pay
 	if err != nil {
 		return u, Payload{}, err
 	}
-	p, err := s.readPayload(r)
+	p, err := s.readPayload(w, r)
 	if err != nil {
 		return u, p, err
 	}

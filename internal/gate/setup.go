@@ -56,7 +56,5 @@ func New(mgr manager.Manager, authn *auth.Authenticator, authz *auth.Authorizer,
 			return nil, fmt.Errorf("informer for %T: %w", obj, err)
 		}
 	}
-	c.Gates = lookupFor[v1alpha1.Gate](mgr)
-	c.Runs = lookupFor[v1alpha1.TerminationRun](mgr)
 	return newServer(c, authn, authz, opts), nil
 }

@@ -16,12 +16,12 @@ import (
 // including when the canary has no Gate yet.
 func (s *Server) check(sw Switch) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) (string, string) {
-		p, err := s.readPayload(r)
+		p, err := s.readPayload(w, r)
 		if err != nil {
 			return s.fail(w, r, err), hookNone
 		}
 		hook := hookLabel(p)
-		g, err := s.c.Gates.get(r.Context(), p.Namespace, p.Name)
+		g, err := cached[v1alpha1.Gate](r.Context(), s.c.Cache, p.Namespace, p.Name)
 		if err != nil {
 			// Never a 5xx to Flagger (it retries those at once): hold.
 			s.log.Error("read gate", "namespace", p.Namespace, "canary", p.Name, "err", err)
