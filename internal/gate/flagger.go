@@ -3,11 +3,13 @@ package gate
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+	"github.com/lastcall-dev/lastcall/internal/auth"
 )
 
 // flaggerGate answers POST /flagger/gate: 200 once the revision's run lets
@@ -98,6 +100,12 @@ func (s *Server) override(open bool) handlerFunc {
 		found, err := FindRun(ctx, s.c.APIReader, p, hook)
 		if err != nil {
 			return s.fail(w, r, err), string(hook)
+		}
+		// The caller was authorised for the canary the body names; a run
+		// named by metadata.run must be that canary's, or the override
+		// would reach another canary's promotion.
+		if c := found.Spec.Trigger.Canary; c == nil || c.Name != p.Name || c.Namespace != p.Namespace {
+			return s.fail(w, r, fmt.Errorf("%w: run %s is not a gate run of canary %s/%s", auth.ErrForbidden, found.Name, p.Namespace, p.Name)), string(hook)
 		}
 		run, err := s.store.OverrideRun(ctx, client.ObjectKeyFromObject(found), action, u.Name)
 		if err != nil {

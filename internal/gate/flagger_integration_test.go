@@ -215,6 +215,16 @@ func TestManualOverrideIsRecordedOnTheRunAndWins(t *testing.T) {
 	if got := post(t, s.URL+"/flagger/gate/open", adminToken, map[string]any{"name": "web", "namespace": env.Namespace, "checksum": "rev-9"}); got.code != http.StatusNotFound {
 		t.Errorf("override of a revision without a run: %v, want 404", got)
 	}
+	// Authorised for canary "api", naming web's run in metadata.run: the
+	// run acted on is web's, so it is refused, and web's gate stays closed.
+	cross := post(t, s.URL+"/flagger/gate/open", adminToken, map[string]any{"name": "api", "namespace": env.Namespace,
+		"metadata": map[string]string{"run": runs[0].Name}})
+	if cross.code != http.StatusForbidden || !strings.Contains(cross.body, "is not a gate run of canary") {
+		t.Errorf("an override of another canary's run through metadata.run: %v, want 403", cross)
+	}
+	if got := post(t, s.URL+"/flagger/gate", "", payload); got.code != http.StatusForbidden {
+		t.Errorf("web's gate after the refused cross-canary override: %v, want still 403", got)
+	}
 }
 
 func TestFlaggerGateFindsThePolicyOrSaysWhyNot(t *testing.T) {
