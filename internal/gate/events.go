@@ -1,12 +1,22 @@
 package gate
 
 import (
+	"errors"
 	"net/http"
 
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/lastcall-dev/lastcall/internal/text"
 )
+
+// Flagger emits a few events per canary and analysis interval; the bucket
+// takes a rollout of many canaries at once.
+const (
+	eventsPerSecond = 20
+	eventsBurst     = 200
+)
+
+var errTooManyEvents = errors.New("too many events; Flagger retries none, so this one is dropped")
 
 // maxEventMessage keeps an Event's message within what the API accepts.
 const maxEventMessage = 1024
@@ -22,6 +32,11 @@ func (s *Server) event(w http.ResponseWriter, r *http.Request) (string, string) 
 	ref, err := s.canaryRef(r.Context(), p)
 	if err != nil {
 		return s.fail(w, r, err), string(HookEvent)
+	}
+	// Events cost the API server a write each and the endpoint takes no
+	// token: a flood is refused rather than written.
+	if !s.events.TryAccept() {
+		return s.fail(w, r, errTooManyEvents), string(HookEvent)
 	}
 	typ := corev1.EventTypeNormal
 	if p.Metadata[MetaEventType] == corev1.EventTypeWarning {

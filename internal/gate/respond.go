@@ -17,6 +17,7 @@ const (
 	ReasonTooLarge         = "TooLarge"
 	ReasonNotFound         = "NotFound"
 	ReasonInternal         = "Internal"
+	ReasonTooManyEvents    = "TooManyEvents"
 )
 
 // Results label lastcall_gate_decisions_total.
@@ -50,6 +51,8 @@ func statusFor(err error) (code int, reason, result string) {
 		return http.StatusBadRequest, ReasonMethodNotAllowed, resultInvalid
 	case errors.Is(err, ErrInvalidPayload), apierrors.IsInvalid(err):
 		return http.StatusBadRequest, ReasonInvalidPayload, resultInvalid
+	case errors.Is(err, errTooManyEvents):
+		return http.StatusTooManyRequests, ReasonTooManyEvents, resultDenied
 	case errors.Is(err, errNotFound):
 		return http.StatusNotFound, ReasonNotFound, resultInvalid
 	}

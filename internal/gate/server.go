@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -82,6 +83,8 @@ type Server struct {
 	opts    Options
 	log     *slog.Logger
 	metrics *metrics
+	// events bounds the Events /flagger/event writes.
+	events flowcontrol.RateLimiter
 }
 
 // newServer returns a Server. It panics if the metrics cannot be registered
@@ -110,6 +113,7 @@ func newServer(c clients, authn *auth.Authenticator, authz *auth.Authorizer, opt
 		opts:    opts,
 		log:     opts.Logger,
 		metrics: newMetrics(opts.Registerer),
+		events:  flowcontrol.NewTokenBucketRateLimiter(eventsPerSecond, eventsBurst),
 	}
 }
 

@@ -169,3 +169,37 @@ func TestFlaggerEventBecomesAKubernetesEventOnTheCanary(t *testing.T) {
 		t.Errorf("event of a canary that does not exist: %v, want 404", got)
 	}
 }
+
+// TestEventFloodIsRefusedNotWritten: /flagger/event takes no token and
+// costs the API server a write per call, so a flood beyond the bucket gets
+// 429 with Retry-After instead of Events.
+func TestEventFloodIsRefusedNotWritten(t *testing.T) {
+	env := clustertest.New(t)
+	c := adminClient(t)
+	s := startServer(t, serverOpts{})
+	app := newDrainApp()
+	close(app.release)
+	canary(t, c, env.Namespace, "web", "web", 1, app)
+	ev := map[string]any{"name": "web", "namespace": env.Namespace, "phase": "Progressing",
+		"metadata": map[string]string{"eventMessage": "flood", "eventType": "Normal"}}
+	start := time.Now()
+	accepted, refused := 0, 0
+	for range 400 {
+		got := post(t, s.URL+"/flagger/event", "", ev)
+		switch got.code {
+		case http.StatusAccepted:
+			accepted++
+		case http.StatusTooManyRequests:
+			refused++
+			if got.header.Get("Retry-After") == "" {
+				t.Fatal("a 429 without Retry-After")
+			}
+		default:
+			t.Fatalf("event: %v", got)
+		}
+	}
+	// The bucket holds 200 and refills 20 a second.
+	if bound := 200 + int(20*time.Since(start).Seconds()) + 1; accepted > bound || refused == 0 {
+		t.Fatalf("%d events accepted and %d refused in %s, want at most %d accepted", accepted, refused, time.Since(start), bound)
+	}
+}
