@@ -33,11 +33,6 @@ func TestMain(m *testing.M) {
 	clustertest.Main(m, devcluster.Options{})
 }
 
-func TestStartupTime(t *testing.T) {
-	// Reported, not asserted against a wall clock: see docs/benchmarks.md.
-	t.Logf("control plane startup (binaries cached): %s", clustertest.Cluster().StartupTime)
-}
-
 func TestDeploymentBecomesAvailableOnKwokNodes(t *testing.T) {
 	env := clustertest.New(t)
 	ctx := context.Background()

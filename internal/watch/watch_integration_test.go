@@ -153,7 +153,14 @@ func TestHookFailuresAreCounted(t *testing.T) {
 		return c.value(t, "lastcall_watch_hook_failures_total", preStop) == 3 &&
 			c.value(t, "lastcall_watch_hook_failures_total", postStart) == 1, nil
 	}, "3 preStop and 1 postStart failures counted")
-	time.Sleep(time.Second) // anything counted twice would show by now
+	// A sentinel failure after the others: the watcher handles Events in
+	// order, so once it is counted anything counted twice would show.
+	if _, err := events.Create(ctx, kubeletEvent(env.Namespace, "sentinel", watch.ReasonFailedPostStartHook, 1), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	clustertest.Eventually(t, 20*time.Second, func(context.Context) (bool, error) {
+		return c.value(t, "lastcall_watch_hook_failures_total", postStart) == 2, nil
+	}, "the sentinel failure counted")
 	if got := c.value(t, "lastcall_watch_hook_failures_total", preStop); got != 3 {
 		t.Errorf("preStop failures %v, want 3 (one Event whose count went 1 → 3)", got)
 	}
