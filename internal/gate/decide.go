@@ -2,6 +2,7 @@ package gate
 
 import (
 	"fmt"
+	"regexp"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -72,3 +73,10 @@ func short(s string) string {
 	const limit = 240
 	return text.Truncate(s, limit+len("…"), "…")
 }
+
+// addresses are IPv4 addresses and bracketed IPv6 ones, as in URLs.
+var addresses = regexp.MustCompile(`\b(?:\d{1,3}\.){3}\d{1,3}\b|\[[0-9A-Fa-f:.]+\]`)
+
+// redactAddresses replaces the IP addresses in a message for callers that
+// did not authenticate.
+func redactAddresses(msg string) string { return addresses.ReplaceAllString(msg, "<pod IP>") }

@@ -57,3 +57,11 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+func TestRedactAddresses(t *testing.T) {
+	in := "run web-gate-1 failed: pod web-0: POST http://10.244.1.7:8080/drain: 500; pod web-1: GET http://[fd00::1:2]:8080/inflight: timeout"
+	want := "run web-gate-1 failed: pod web-0: POST http://<pod IP>:8080/drain: 500; pod web-1: GET http://<pod IP>:8080/inflight: timeout"
+	if got := redactAddresses(in); got != want {
+		t.Fatalf("redactAddresses:\n got %s\nwant %s", got, want)
+	}
+}

@@ -40,6 +40,10 @@ func (s *Server) flaggerGate(w http.ResponseWriter, r *http.Request) (string, st
 // answer writes the gate's decision for a run.
 func (s *Server) answer(ctx context.Context, w http.ResponseWriter, run *v1alpha1.TerminationRun) string {
 	open, a := Decide(run, s.onFailure(ctx, run))
+	// The check takes no token: its answer names no pod address (step
+	// messages carry the URLs they called). `lastcall gate status` and the
+	// run itself show them to those who may read runs.
+	a.Message = redactAddresses(a.Message)
 	if open {
 		writeJSON(w, http.StatusOK, a)
 		return resultOpen
