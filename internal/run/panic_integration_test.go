@@ -34,10 +34,9 @@ func TestStepThatPanicsFailsItsRunAndNothingElse(t *testing.T) {
 		t.Fatal(err)
 	}
 	actions := run.DefaultActions(mgr, http.DefaultClient, clock.RealClock{})
-	actions[v1alpha1.StepSleep] = run.ActionFunc(func(context.Context, run.Target) (string, error) {
-		var m map[string]int
-		m["boom"]++ // a nil map write: a bug
-		return "", nil
+	actions[v1alpha1.StepSleep] = run.ActionFunc(func(_ context.Context, t run.Target) (string, error) {
+		var pods []string
+		return pods[len(t.Pod.Name)], nil // an index out of range: a bug
 	})
 	if _, err := run.NewController(mgr, run.Options{Actions: actions}); err != nil {
 		t.Fatal(err)
