@@ -148,3 +148,57 @@ func TestKilledServerResumesRunWithoutRepeatingFinishedSteps(t *testing.T) {
 	t.Logf("at the kill %d/6 pods were done and %d http steps recorded; %d in-flight steps ran again after the restart (at-least-once)",
 		atKill.Status.PodsDone, len(finished), repeated)
 }
+
+// TestKilledServerResumesASleepWithTheTimeAlreadySlept: a sleep step cut
+// short by a SIGKILL resumes on the next leader with what is left of it,
+// not from the start (issue 16: an outage must not lengthen a drain).
+func TestKilledServerResumesASleepWithTheTimeAlreadySlept(t *testing.T) {
+	const pause, slept = 8 * time.Second, 3 * time.Second
+	env := clustertest.New(t)
+	c, err := client.New(clustertest.Cluster().Config(), client.Options{Scheme: schemeForTests()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newFleet(t, env, "sleepy", 1, func(string) http.Handler { return http.NotFoundHandler() })
+	policy := createPolicy(t, c, env.Namespace, &v1alpha1.TerminationPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "sleepy"},
+		Spec: v1alpha1.TerminationPolicySpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "sleepy"}},
+			Steps:    []v1alpha1.Step{{Name: "pause", Sleep: &v1alpha1.SleepAction{Duration: metav1.Duration{Duration: pause}}}},
+		},
+	})
+	first := startServerProcess(t, env.Namespace)
+	r := startRun(t, c, policy)
+	var started time.Time
+	clustertest.Eventually(t, 60*time.Second, func(ctx context.Context) (bool, error) {
+		var cur v1alpha1.TerminationRun
+		if err := c.Get(ctx, client.ObjectKeyFromObject(r), &cur); err != nil {
+			return false, err
+		}
+		if len(cur.Status.Pods) == 0 || len(cur.Status.Pods[0].Steps) == 0 || cur.Status.Pods[0].Steps[0].StartTime == nil {
+			return false, nil
+		}
+		started = cur.Status.Pods[0].Steps[0].StartTime.Time
+		return time.Since(started) >= slept, nil
+	}, "the sleep to have run %s", slept)
+	if err := first.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = first.Wait()
+	startServerProcess(t, env.Namespace)
+	got := waitComplete(t, c, env.Namespace, r.Name, 60*time.Second)
+	if got.Status.Phase != v1alpha1.RunSucceeded {
+		t.Fatalf("after restart: %s %s", got.Status.Phase, got.Status.Message)
+	}
+	step := got.Status.Pods[0].Steps[0]
+	// Second precision on the API's timestamps; the new leader takes up to
+	// the 2 s lease to start. Starting over would end after slept + pause.
+	took := step.CompletionTime.Sub(started)
+	if !step.StartTime.Time.Equal(started.Truncate(time.Second)) && !step.StartTime.Time.Equal(started) {
+		t.Errorf("the step's start moved from %s to %s on resume", started, step.StartTime.Time)
+	}
+	if took >= slept+pause {
+		t.Fatalf("the sleep ended %s after it first started: it started over instead of resuming (%s + %s)", took, slept, pause)
+	}
+	t.Logf("an %s sleep killed after %s ended %s after it first started", pause, slept, took)
+}

@@ -100,7 +100,12 @@ func (e *execution) runPod(ctx context.Context, i int) {
 			p := &st.Pods[i]
 			p.Phase = v1alpha1.PodRunning
 			s := stepStatus(p, step.Name)
-			s.Phase, s.StartTime, s.CompletionTime, s.Message = v1alpha1.StepRunning, &now, nil, ""
+			// A step found Running was cut short by a restart: it keeps its
+			// start, so that a sleep resumes with the time it already slept.
+			if s.Phase != v1alpha1.StepRunning || s.StartTime == nil {
+				s.StartTime = &now
+			}
+			s.Phase, s.CompletionTime, s.Message = v1alpha1.StepRunning, nil, ""
 		})
 		start := e.c.clock.Now()
 		msg, attempts, err := e.runStep(ctx, Target{Pod: pod, Run: e.snapshot(), Policy: e.policy, Step: step}, name, uid)
