@@ -17,6 +17,8 @@ import (
 // Stop reaches anything it forked, and logs to a file under the cluster dir.
 type process struct {
 	name    string
+	bin     string
+	args    []string
 	pid     int
 	logPath string
 	cmd     *exec.Cmd // nil when adopted from a pid file (lastcall dev down)
@@ -43,7 +45,7 @@ func startProcess(name, bin string, args []string, logDir string, detached bool)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p := &process{name: name, pid: cmd.Process.Pid, logPath: logPath, cmd: cmd, exited: make(chan struct{})}
+	p := &process{name: name, bin: bin, args: args, pid: cmd.Process.Pid, logPath: logPath, cmd: cmd, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait()
 		close(p.exited)

@@ -18,6 +18,10 @@ const (
 	ReasonNotFound         = "NotFound"
 	ReasonInternal         = "Internal"
 	ReasonTooManyEvents    = "TooManyEvents"
+	// ReasonNotSynced: this replica has not read the cluster yet (it
+	// started during an API server outage); Flagger retries on its next
+	// tick, and the answer is "not yet" until then.
+	ReasonNotSynced = "NotSynced"
 )
 
 // Results label lastcall_gate_decisions_total.
@@ -31,8 +35,9 @@ const (
 )
 
 var (
-	errNotPost  = errors.New("send POST with Flagger's JSON payload")
-	errNotFound = errors.New("not found")
+	errNotPost   = errors.New("send POST with Flagger's JSON payload")
+	errNotFound  = errors.New("not found")
+	errNotSynced = errors.New("this replica has not synced its cache with the API server yet")
 )
 
 // statusFor maps an error to its status code, reason and metrics result.
@@ -55,6 +60,8 @@ func statusFor(err error) (code int, reason, result string) {
 		return http.StatusTooManyRequests, ReasonTooManyEvents, resultDenied
 	case errors.Is(err, errNotFound):
 		return http.StatusNotFound, ReasonNotFound, resultInvalid
+	case errors.Is(err, errNotSynced):
+		return http.StatusServiceUnavailable, ReasonNotSynced, resultError
 	}
 	return http.StatusInternalServerError, ReasonInternal, resultError
 }

@@ -69,6 +69,8 @@ type clients struct {
 	APIReader client.Reader
 	// Recorder turns Flagger's events into Kubernetes Events.
 	Recorder record.EventRecorder
+	// Synced waits, within ctx, until Cache has synced; nil: always.
+	Synced func(ctx context.Context) bool
 	// Canaries are Flagger's Canary objects; nil when Flagger's CRD is not
 	// installed (the canary's name is then taken as its target's).
 	Canaries *canaries
@@ -149,7 +151,12 @@ func (s *Server) handle(endpoint string, h handlerFunc) http.Handler {
 	decisions := s.metrics.decisions.MustCurryWith(prometheus.Labels{"endpoint": endpoint})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		result, hook := h(w, r)
+		var result, hook string
+		if s.synced(r.Context()) {
+			result, hook = h(w, r)
+		} else {
+			result, hook = s.fail(w, r, errNotSynced), hookNone
+		}
 		duration.Observe(time.Since(start).Seconds())
 		decisions.WithLabelValues(result, hook).Inc()
 	})
@@ -165,6 +172,22 @@ func (s *Server) fixed(code int, body, result string) handlerFunc {
 		return result, hookNone
 	}
 }
+
+// synced says whether the cache the checks read has synced. /readyz does
+// not wait for it (the state API needs no cache and must serve through an
+// API server outage); the gate answers 503 NotSynced until then rather
+// than wait on it.
+func (s *Server) synced(ctx context.Context) bool {
+	if s.c.Synced == nil {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, syncedWait)
+	defer cancel()
+	return s.c.Synced(ctx)
+}
+
+// syncedWait is how long a request waits for a cache that is about to sync.
+const syncedWait = 200 * time.Millisecond
 
 // hookNone labels requests that carry no hook type.
 const hookNone = "none"

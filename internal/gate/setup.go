@@ -17,11 +17,13 @@ import (
 
 // New builds a Server on a controller-runtime manager: its cache answers
 // checks and its client writes. The informers the checks read are started
-// with the manager (so /readyz covers them) rather than on the first call.
+// with the manager rather than on the first call; until they have synced,
+// the gate answers 503 NotSynced.
 // Flagger's Canary kind is used only if the API server knows it now.
 func New(mgr manager.Manager, authn *auth.Authenticator, authz *auth.Authorizer, opts Options) (*Server, error) {
 	c := clients{
 		Cache:     mgr.GetCache(),
+		Synced:    mgr.GetCache().WaitForCacheSync,
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorderFor("lastcall-gate"),

@@ -20,8 +20,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 )
@@ -42,6 +45,11 @@ type Options struct {
 	// the others stay Pending until a slot frees. Default
 	// DefaultMaxConcurrentRuns.
 	MaxConcurrentRuns int
+	// LeadByCaller says the caller calls Lead for each term in which this
+	// process is the leader (lastcall server, which keeps serving when it
+	// loses the Lease). False: the controller is added to the manager and
+	// executes runs whenever the manager runs its leader-elected work.
+	LeadByCaller bool
 }
 
 // DefaultMaxConcurrentRuns is enough for every Deployment of a large
@@ -54,6 +62,10 @@ const queuedRecheck = time.Second
 // Controller reconciles TerminationRuns: for each run that is not complete
 // it keeps one execution going, which owns the run's status until the run
 // ends. Runs resume from their status after a restart or a leader change.
+//
+// The reconciler runs on every replica, so that its cache and queue are warm,
+// but acts only while Lead runs: a replica that is not the leader leaves runs
+// alone, and a new term re-reads every run.
 type Controller struct {
 	client   client.Client
 	reader   client.Reader
@@ -64,9 +76,11 @@ type Controller struct {
 	metrics  *Metrics
 	argo     *argoBackend
 
-	max     int
+	max int
+	// kick re-queues every run when a leader term begins.
+	kick    chan event.GenericEvent
 	mu      sync.Mutex
-	base    context.Context // set by Start; executions outlive a Reconcile call
+	base    context.Context // set while Lead runs; executions outlive a Reconcile call
 	running map[types.UID]bool
 	waiting map[types.UID]bool // runs held back by max
 	wg      sync.WaitGroup
@@ -97,13 +111,16 @@ func NewController(mgr manager.Manager, opts Options) (*Controller, error) {
 		waiting:  map[types.UID]bool{},
 		max:      opts.MaxConcurrentRuns,
 		argo:     &argoBackend{reader: mgr.GetAPIReader(), client: mgr.GetClient(), callbackURL: opts.CallbackURL},
+		kick:     make(chan event.GenericEvent),
 	}
 	c.actions = opts.Actions
 	if c.actions == nil {
 		c.actions = DefaultActions(mgr, opts.HTTPClient, opts.Clock)
 	}
-	if err := mgr.Add(c); err != nil {
-		return nil, err
+	if !opts.LeadByCaller {
+		if err := mgr.Add(c); err != nil {
+			return nil, err
+		}
 	}
 	// Start the pod and policy informers with the manager rather than on
 	// first use, so /readyz covers them and the first step does not wait
@@ -115,27 +132,65 @@ func NewController(mgr manager.Manager, opts Options) (*Controller, error) {
 	}
 	err := ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.TerminationRun{}).
+		WatchesRawSource(source.Channel(c.kick, &handler.EnqueueRequestForObject{})).
 		Named("terminationrun").
-		// Tests run several managers in one process; metrics names are
-		// per-process anyway.
-		WithOptions(controller.Options{SkipNameValidation: ptr.To(true)}).
+		WithOptions(controller.Options{
+			// Tests run several managers in one process; metrics names
+			// are per-process anyway.
+			SkipNameValidation: ptr.To(true),
+			// Reconcile acts only during a term (Lead).
+			NeedLeaderElection: ptr.To(false),
+		}).
 		Complete(c)
 	return c, err
 }
 
-// Start implements manager.Runnable: it gives executions a context that ends
-// with leadership or shutdown, and waits for them to stop.
-func (c *Controller) Start(ctx context.Context) error {
+// Start implements manager.Runnable (leader-elected): one term that lasts
+// as long as the manager's leadership.
+func (c *Controller) Start(ctx context.Context) error { return c.Lead(ctx) }
+
+// Lead executes runs until ctx ends (the term of this process as leader),
+// then stops every execution and returns once they have stopped. Runs stay
+// as their status left them, and the next leader resumes them.
+func (c *Controller) Lead(ctx context.Context) error {
 	c.mu.Lock()
 	c.base = ctx
 	c.mu.Unlock()
+	defer func() {
+		c.mu.Lock()
+		c.base = nil
+		clear(c.waiting)
+		c.metrics.waiting.Set(0)
+		c.mu.Unlock()
+		c.wg.Wait()
+	}()
+	// Runs were left alone while another process led: look at each again.
+	var runs v1alpha1.TerminationRunList
+	if err := c.client.List(ctx, &runs); err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("list runs at the start of a term: %w", err)
+	}
+	for i := range runs.Items {
+		select {
+		case c.kick <- event.GenericEvent{Object: &runs.Items[i]}:
+		case <-ctx.Done():
+			return nil
+		}
+	}
 	<-ctx.Done()
-	c.wg.Wait()
 	return nil
 }
 
 // Reconcile makes sure an execution runs for every run that is not complete.
 func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	c.mu.Lock()
+	leading := c.base != nil
+	c.mu.Unlock()
+	if !leading {
+		return ctrl.Result{}, nil // Lead re-queues every run when a term begins
+	}
 	var run v1alpha1.TerminationRun
 	if err := c.client.Get(ctx, req.NamespacedName, &run); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
@@ -146,8 +201,9 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.base == nil {
-		return ctrl.Result{RequeueAfter: time.Second}, nil
+	base := c.base
+	if base == nil {
+		return ctrl.Result{}, nil // the term ended meanwhile
 	}
 	if c.running[run.UID] {
 		return ctrl.Result{}, nil
@@ -170,12 +226,12 @@ func (c *Controller) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	go func() {
 		defer c.wg.Done()
 		defer c.metrics.active.Dec()
-		lctx := log.IntoContext(c.base, log.FromContext(ctx).WithValues("run", req.NamespacedName.String()))
+		lctx := log.IntoContext(base, log.FromContext(ctx).WithValues("run", req.NamespacedName.String()))
 		err := c.executeSafely(lctx, &run)
 		c.mu.Lock()
 		delete(c.running, run.UID)
 		c.mu.Unlock()
-		if err != nil && c.base.Err() == nil {
+		if err != nil && base.Err() == nil {
 			log.FromContext(lctx).Error(err, "run execution stopped; it resumes on the next reconcile")
 		}
 	}()

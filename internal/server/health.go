@@ -1,9 +1,7 @@
 package server
 
 import (
-	"context"
 	"net/http"
-	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 )
@@ -12,8 +10,10 @@ import (
 // HTTP server, which the manager stops last, so /readyz answers 503 through
 // the whole drain (controller-runtime's own probe answers 500).
 //
-// /readyz is 200 once every API listener is bound and the caches have
-// synced, and 503 from the moment the server starts stopping.
+// /readyz is 200 once every API listener is bound, and 503 from the moment
+// the server starts stopping. It does not wait for the caches: the state
+// API needs none and must serve a replica that starts during an API server
+// outage; the gate answers 503 NotSynced by itself until its cache has.
 func (s *Server) addHealth() error {
 	if s.cfg.HealthAddr == "" || s.cfg.HealthAddr == "0" {
 		return nil
@@ -21,7 +21,7 @@ func (s *Server) addHealth() error {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if why := s.notReady(r.Context()); why != "" {
+		if why := s.notReady(); why != "" {
 			http.Error(w, why, http.StatusServiceUnavailable)
 			return
 		}
@@ -35,17 +35,12 @@ func (s *Server) addHealth() error {
 }
 
 // notReady says why the server should get no traffic, or "".
-func (s *Server) notReady(ctx context.Context) string {
+func (s *Server) notReady() string {
 	switch {
 	case s.draining.Load():
 		return "shutting down"
 	case s.wantListening == 0 || s.listening.Load() < s.wantListening:
 		return "listeners not bound yet"
-	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	if !s.mgr.GetCache().WaitForCacheSync(ctx) {
-		return "cache not synced"
 	}
 	return ""
 }

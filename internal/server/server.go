@@ -152,6 +152,8 @@ type Server struct {
 	store *state.Store
 	// releaseStore gives up the file:// store Lease (a no-op without one).
 	releaseStore context.CancelFunc
+	// terms runs the leader-only work.
+	terms *leaderTerms
 }
 
 // New builds the manager and the run controller.
@@ -161,18 +163,14 @@ func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 	// registry, which /metrics gathers too: registering them here as well
 	// made every scrape fail with "collected before".
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Scheme:                        Scheme(),
-		Metrics:                       metricsserver.Options{BindAddress: "0"}, // served below, with our registry
-		HealthProbeBindAddress:        "0",                                     // served by health.go: 503, listeners, draining
-		PprofBindAddress:              cfg.PprofAddr,
-		LeaderElection:                cfg.LeaderElect,
-		LeaderElectionID:              "lastcall-controller",
-		LeaderElectionNamespace:       cfg.LeaderElectionNamespace,
-		LeaderElectionReleaseOnCancel: true,
-		GracefulShutdownTimeout:       ptr.To(cfg.DrainDelay + cfg.ShutdownTimeout + 5*time.Second),
-		LeaseDuration:                 &cfg.LeaseDuration,
-		RenewDeadline:                 &cfg.RenewDeadline,
-		RetryPeriod:                   &cfg.RetryPeriod,
+		Scheme:                 Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: "0"}, // served below, with our registry
+		HealthProbeBindAddress: "0",                                     // served by health.go: 503, listeners, draining
+		PprofBindAddress:       cfg.PprofAddr,
+		// The election is leaderTerms': controller-runtime's ends the
+		// process when the Lease is lost, and with it the state API.
+		LeaderElection:          false,
+		GracefulShutdownTimeout: ptr.To(cfg.DrainDelay + cfg.ShutdownTimeout + 5*time.Second),
 		// Managed fields are most of a pod's bytes and we never read them.
 		Cache: cache.Options{DefaultTransform: cache.TransformStripManagedFields()},
 	})
@@ -196,6 +194,12 @@ func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.Kube, s.Authn, s.Authz = kube, authn, authz
+	if s.terms, err = newLeaderTerms(cfg, kube, reg, log.With("component", "leader")); err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(s.terms); err != nil {
+		return nil, err
+	}
 	store, err := s.setupState(context.Background())
 	if err != nil {
 		return nil, err
@@ -214,9 +218,12 @@ func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 func (s *Server) setupRest(store *state.Store) error {
 	cfg, mgr, reg := s.cfg, s.mgr, s.registry
 	hc := &http.Client{}
-	if _, err := run.NewController(mgr, run.Options{Actions: s.runActions(store, hc), HTTPClient: hc, Metrics: run.NewMetrics(reg), CallbackURL: cfg.CallbackURL, MaxConcurrentRuns: cfg.MaxConcurrentRuns}); err != nil {
+	c, err := run.NewController(mgr, run.Options{Actions: s.runActions(store, hc), HTTPClient: hc, Metrics: run.NewMetrics(reg),
+		CallbackURL: cfg.CallbackURL, MaxConcurrentRuns: cfg.MaxConcurrentRuns, LeadByCaller: true})
+	if err != nil {
 		return fmt.Errorf("set up run controller: %w", err)
 	}
+	s.terms.add("runs", c.Lead)
 	if err := s.setupGate(); err != nil {
 		return err
 	}

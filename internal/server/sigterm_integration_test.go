@@ -24,6 +24,7 @@ import (
 type serverProcess struct {
 	cmd                 *exec.Cmd
 	gate, state, health string
+	metrics             string
 	exited              chan error
 	log                 string
 }
@@ -41,14 +42,14 @@ func startServerProcess(t *testing.T, args ...string) *serverProcess {
 		t.Fatal(err)
 	}
 	addr := func() string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }
-	p := &serverProcess{gate: addr(), state: addr(), health: addr(), exited: make(chan error, 1), log: filepath.Join(dir, "server.log")}
+	p := &serverProcess{gate: addr(), state: addr(), health: addr(), metrics: addr(), exited: make(chan error, 1), log: filepath.Join(dir, "server.log")}
 	logFile, err := os.Create(p.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.cmd = exec.Command(bin, append([]string{"server",
 		"--kubeconfig", clustertest.Cluster().KubeconfigPath(),
-		"--gate-addr", p.gate, "--state-addr", p.state, "--health-addr", p.health, "--metrics-addr", addr(),
+		"--gate-addr", p.gate, "--state-addr", p.state, "--health-addr", p.health, "--metrics-addr", p.metrics,
 		"--control-token-file", tokenFile, "--state-url", "file://" + filepath.Join(dir, "state"),
 		"--leader-elect=false"}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile

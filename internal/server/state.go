@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"k8s.io/utils/clock"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/run"
@@ -61,11 +60,7 @@ func (s *Server) setupState(ctx context.Context) (*state.Store, error) {
 		Registerer:     s.registry,
 	})
 	srv.Register(s.muxFor("state", s.cfg.stateAddr(), stateReadTimeout))
-	if err := s.mgr.Add(manager.RunnableFunc(srv.Run)); err != nil {
-		_ = store.Close()
-		s.releaseStore()
-		return nil, err
-	}
+	s.terms.add("prune", srv.Run)
 	return store, nil
 }
 

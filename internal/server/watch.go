@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	"github.com/lastcall-dev/lastcall/internal/watch"
 )
@@ -18,11 +17,12 @@ func (s *Server) setupWatch() error {
 	if err != nil {
 		return fmt.Errorf("set up watcher: %w", err)
 	}
-	return s.mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+	s.terms.add("watch", func(ctx context.Context) error {
 		pods, err := s.mgr.GetCache().GetInformer(ctx, &corev1.Pod{})
 		if err != nil {
 			return fmt.Errorf("watch: pod informer: %w", err)
 		}
 		return w.Start(ctx, pods)
-	}))
+	})
+	return nil
 }

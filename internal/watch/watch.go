@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -36,9 +37,12 @@ const deadlineSlack = 2 * time.Second
 
 // Watcher follows Warning Events about pods and pods being deleted.
 type Watcher struct {
-	client   kubernetes.Interface
-	runs     client.Client // reads pods and policies, creates runs; nil: none
-	ctx      context.Context
+	client kubernetes.Interface
+	runs   client.Client // reads pods and policies, creates runs; nil: none
+	// failed holds the failed preStop hooks whose runs are to be started,
+	// off the informers' goroutines (it reads and writes the API); its
+	// workers belong to Start.
+	failed   workqueue.TypedRateLimitingInterface[failedHook]
 	recorder record.EventRecorder
 	log      *slog.Logger
 	m        metrics
@@ -91,16 +95,30 @@ func (w *Watcher) Live() bool { return w.eventsLive.live() && w.podsLive.live() 
 // every pod twice.
 type Informer interface {
 	AddEventHandler(handler cache.ResourceEventHandler) (cache.ResourceEventHandlerRegistration, error)
+	RemoveEventHandler(handle cache.ResourceEventHandlerRegistration) error
 }
+
+// runWorkers start the runs of failed preStop hooks; two keep one slow API
+// call from holding up the next pod.
+const runWorkers = 2
 
 // Start watches until ctx ends. Only Warning Events about pods are listed
 // (a field selector), in an informer of the watcher's own; pods come from
 // the given informer, which the caller runs.
 func (w *Watcher) Start(ctx context.Context, pods Informer) error {
-	w.ctx = ctx
+	// Start may run again (a new leader term): each term has its own queue
+	// and handlers, and ends with them.
+	w.failed = workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[failedHook](),
+		workqueue.TypedRateLimitingQueueConfig[failedHook]{Name: "lastcall-watch-failed-prestop"})
+	var workers sync.WaitGroup
+	defer func() {
+		w.failed.ShutDown()
+		workers.Wait()
+	}()
 	events := informers.NewSharedInformerFactoryWithOptions(w.client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = "type=Warning,involvedObject.kind=Pod"
 	}))
+	defer events.Shutdown()
 	reg, err := events.Core().V1().Events().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc:    func(obj any) { w.onEvent(obj) },
 		UpdateFunc: func(_, obj any) { w.onEvent(obj) },
@@ -118,9 +136,15 @@ func (w *Watcher) Start(ctx context.Context, pods Informer) error {
 	if err != nil {
 		return err
 	}
+	defer func() { _ = pods.RemoveEventHandler(reg) }()
 	w.podsLive.set(reg)
+	for range runWorkers {
+		workers.Go(func() {
+			for w.startNext(ctx) {
+			}
+		})
+	}
 	events.Start(ctx.Done())
-	defer events.Shutdown()
 	for typ, ok := range events.WaitForCacheSync(ctx.Done()) {
 		if !ok && ctx.Err() == nil {
 			return fmt.Errorf("watch: %v cache did not sync", typ)
@@ -152,11 +176,10 @@ func (w *Watcher) onEvent(obj any) {
 	if added <= 0 {
 		return
 	}
-	if hook == "preStop" {
-		// Off the informer's goroutine: it reads and writes the API. Runs
-		// are idempotent, so a replayed Event may start one a previous
-		// leader did not get to.
-		go w.startRuns(w.ctx, ev)
+	if hook == "preStop" && w.runs != nil {
+		// Runs are idempotent, so a replayed Event may start one a
+		// previous leader did not get to.
+		w.failed.Add(failedHookOf(ev))
 	}
 	if !w.eventsLive.live() {
 		return
