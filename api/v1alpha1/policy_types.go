@@ -80,7 +80,7 @@ type TerminationPolicySpec struct {
 
 // TargetRef names a workload whose pods a policy covers.
 type TargetRef struct {
-	// +kubebuilder:validation:Enum=Deployment;StatefulSet;DaemonSet
+	// +kubebuilder:validation:Enum=Deployment;StatefulSet;DaemonSet;ReplicaSet
 	Kind string `json:"kind"`
 	// +kubebuilder:validation:MinLength=1
 	Name string `json:"name"`

@@ -58,51 +58,80 @@ func newRunCommand() *cobra.Command {
 	return cmd
 }
 
+// runStartOptions are `lastcall run start`'s flags.
+type runStartOptions struct {
+	kube   *kubeFlags
+	policy string
+	pods   []string
+	reason string
+	watch  bool
+}
+
 func newRunStartCommand(kf *kubeFlags) *cobra.Command {
-	var policy, reason string
-	var pods []string
-	var watch bool
+	o := &runStartOptions{kube: kf}
 	cmd := &cobra.Command{
 		Use:   "start --policy NAME [--pods a,b]",
 		Short: "Start a run of a policy for its pods (or the named ones)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, ns, err := kf.client()
-			if err != nil {
+			if err := o.Validate(); err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			var pol v1alpha1.TerminationPolicy
-			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: policy}, &pol); err != nil {
-				return fmt.Errorf("get policy %s/%s: %w", ns, policy, err)
-			}
-			targets, err := run.PolicyPods(ctx, c, &pol)
-			if err != nil {
-				return err
-			}
-			if len(pods) > 0 {
-				targets, err = pick(targets, pods)
-				if err != nil {
-					return err
-				}
-			}
-			r := run.NewRun(&pol, "", targets, v1alpha1.Trigger{Source: v1alpha1.TriggerCLI, Reason: reason})
-			if err := c.Create(ctx, r); err != nil {
-				return fmt.Errorf("create run: %w", err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "terminationrun %s/%s created for %d pods\n", r.Namespace, r.Name, len(targets))
-			if watch {
-				return watchRun(cmd, c, ns, r.Name)
-			}
-			return nil
+			return o.Run(cmd)
 		},
 	}
-	cmd.Flags().StringVar(&policy, "policy", "", "TerminationPolicy name (required)")
-	cmd.Flags().StringSliceVar(&pods, "pods", nil, "only these pods of the policy (names, comma-separated)")
-	cmd.Flags().StringVar(&reason, "reason", "started from the CLI", "why, recorded in the run")
-	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "follow the run until it ends")
+	cmd.Flags().StringVar(&o.policy, "policy", "", "TerminationPolicy name (required)")
+	cmd.Flags().StringSliceVar(&o.pods, "pods", nil, "only these pods of the policy (names, comma-separated)")
+	cmd.Flags().StringVar(&o.reason, "reason", "started from the CLI", "why, recorded in the run")
+	cmd.Flags().BoolVarP(&o.watch, "watch", "w", false, "follow the run until it ends")
 	_ = cmd.MarkFlagRequired("policy")
 	return cmd
+}
+
+// Validate checks the flags before anything is read from the cluster.
+func (o *runStartOptions) Validate() error {
+	if o.policy == "" {
+		return fmt.Errorf("--policy is required")
+	}
+	if len(o.reason) > maxReasonBytes {
+		return fmt.Errorf("--reason is %d bytes; at most %d", len(o.reason), maxReasonBytes)
+	}
+	return nil
+}
+
+// maxReasonBytes keeps a run's trigger reason readable in kubectl output.
+const maxReasonBytes = 1024
+
+// Run starts the run through the Starter, and follows it with --watch.
+func (o *runStartOptions) Run(cmd *cobra.Command) error {
+	c, ns, err := o.kube.client()
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	var pol v1alpha1.TerminationPolicy
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: o.policy}, &pol); err != nil {
+		return fmt.Errorf("get policy %s/%s: %w", ns, o.policy, err)
+	}
+	targets, err := run.PolicyPods(ctx, c, &pol)
+	if err != nil {
+		return err
+	}
+	if len(o.pods) > 0 {
+		if targets, err = pick(targets, o.pods); err != nil {
+			return err
+		}
+	}
+	r, _, err := (&run.Starter{Client: c, Reader: c}).Start(ctx, run.Request{Policy: &pol, Pods: targets,
+		Trigger: v1alpha1.Trigger{Source: v1alpha1.TriggerCLI, Reason: o.reason}})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "terminationrun %s/%s created for %d pods\n", r.Namespace, r.Name, len(targets))
+	if o.watch {
+		return watchRun(cmd, c, ns, r.Name)
+	}
+	return nil
 }
 
 func pick(all []corev1.Pod, names []string) ([]corev1.Pod, error) {

@@ -29,7 +29,7 @@ func (s *Server) flaggerGate(w http.ResponseWriter, r *http.Request) (string, st
 	key := client.ObjectKey{Namespace: p.Namespace, Name: RunName(p, hook)}
 	run, err := cached[v1alpha1.TerminationRun](ctx, s.c.Cache, key.Namespace, key.Name)
 	if err == nil && run == nil {
-		run, err = s.startRun(ctx, p, hook, key.Name)
+		run, err = s.startRun(ctx, p, hook)
 	}
 	if err != nil {
 		return s.hold(w, r, err), string(hook)

@@ -242,7 +242,7 @@ func TestFlaggerGateFindsThePolicyOrSaysWhyNot(t *testing.T) {
 			t.Fatalf("%v: got %v, want 403 NoRun saying %q", body, got, want)
 		}
 	}
-	hold(s.promotion(t, c, env.Namespace, "shop", "r1"), "no TerminationPolicy in "+env.Namespace+": create one")
+	hold(s.promotion(t, c, env.Namespace, "shop", "r1"), "no TerminationPolicy in "+env.Namespace+" covers store-primary")
 	// A policy for something else: now the canary is looked at.
 	s.waitCached(t, drainPolicy(t, c, env.Namespace, "other", "other", ""))
 	hold(s.promotion(t, c, env.Namespace, "shop", "r1"), "no TerminationPolicy in "+env.Namespace+" covers store-primary")

@@ -1,19 +1,15 @@
 package gate
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
@@ -30,7 +26,13 @@ const (
 // hook type and explicit policy: the same for every call, replica and
 // restart, so that creating it twice fails instead of starting a second run.
 func RunName(p Payload, hook HookType) string {
-	return run.DeterministicName(p.Name+"-gate", p.Namespace, p.Name, p.Checksum, string(hook), p.Metadata[MetaPolicy])
+	return run.DeterministicName(runNamePrefix(p), runKey(p, hook)...)
+}
+
+func runNamePrefix(p Payload) string { return p.Name + "-gate" }
+
+func runKey(p Payload, hook HookType) []string {
+	return []string{p.Namespace, p.Name, p.Checksum, string(hook), p.Metadata[MetaPolicy]}
 }
 
 // blockedError says why no run can be started; the gate holds and tells
@@ -45,7 +47,7 @@ func blocked(format string, args ...any) error {
 
 // startRun creates the gate run for a revision from the policy that covers
 // the canary's primary pods, or returns the run another call created first.
-func (s *Server) startRun(ctx context.Context, p Payload, hook HookType, name string) (*v1alpha1.TerminationRun, error) {
+func (s *Server) startRun(ctx context.Context, p Payload, hook HookType) (*v1alpha1.TerminationRun, error) {
 	kind, target, err := s.checkRevision(ctx, p, hook)
 	if err != nil {
 		return nil, err
@@ -62,68 +64,38 @@ func (s *Server) startRun(ctx context.Context, p Payload, hook HookType, name st
 		return nil, blocked("policy %s: %v", policy.Name, err)
 	}
 	reason := fmt.Sprintf("Flagger %s hook of canary %s/%s, revision %s", hook, p.Namespace, p.Name, p.Checksum)
-	r := run.NewRun(policy, name, pods, v1alpha1.Trigger{Source: v1alpha1.TriggerGate, Reason: reason,
-		Canary: &v1alpha1.CanaryRef{Name: p.Name, Namespace: p.Namespace, Checksum: p.Checksum, HookType: string(hook)}})
+	req := run.Request{Policy: policy, Pods: pods, Key: runKey(p, hook), NamePrefix: runNamePrefix(p), TTL: s.opts.RunTTL,
+		Trigger: v1alpha1.Trigger{Source: v1alpha1.TriggerGate, Reason: reason,
+			Canary: &v1alpha1.CanaryRef{Name: p.Name, Namespace: p.Namespace, Checksum: p.Checksum, HookType: string(hook)}},
+		Labels: map[string]string{LabelHook: string(hook)}}
 	if len(validation.IsValidLabelValue(p.Name)) == 0 {
-		r.Labels[LabelCanary] = p.Name
+		req.Labels[LabelCanary] = p.Name
 	}
-	r.Labels[LabelHook] = string(hook)
-	r.Spec.TTLSecondsAfterFinished = ptr.To(int32(s.opts.RunTTL / time.Second))
-	err = s.c.Client.Create(ctx, r)
-	if apierrors.IsAlreadyExists(err) {
-		// Another replica or an earlier call won; our cache has not seen it.
-		if err := s.c.APIReader.Get(ctx, client.ObjectKeyFromObject(r), r); err != nil {
-			return nil, fmt.Errorf("read run %s/%s: %w", r.Namespace, r.Name, err)
-		}
-		return r, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("create run %s/%s: %w", r.Namespace, r.Name, err)
+	r, created, err := s.starter.Start(ctx, req)
+	if err != nil || !created {
+		return r, err
 	}
 	s.metrics.runs.WithLabelValues(string(hook)).Inc()
 	s.log.Info("gate run started", "namespace", r.Namespace, "run", r.Name, "canary", p.Name, "hook", string(hook), "checksum", p.Checksum, "pods", len(pods))
 	return r, nil
 }
 
-// resolvePolicy finds the policy of a gate run: among the policies in the
-// canary's namespace whose targetRef names the primary workload or whose
-// selector matches the primary's pods, the one metadata.policy names (it
-// only narrows the choice: a policy that does not cover the canary is
-// refused), else the only one.
+// resolvePolicy finds the policy of a gate run among those that cover the
+// primary workload (run.Covers: a targetRef to it, or a selector matching
+// its pods): the one metadata.policy names (it only narrows the choice: a
+// policy that does not cover the canary is refused), else the only one.
 func (s *Server) resolvePolicy(ctx context.Context, p Payload, kind, target string) (*v1alpha1.TerminationPolicy, error) {
-	var list v1alpha1.TerminationPolicyList
-	if err := s.c.Cache.List(ctx, &list, client.InNamespace(p.Namespace)); err != nil {
-		return nil, fmt.Errorf("list policies in %s: %w", p.Namespace, err)
-	}
-	if len(list.Items) == 0 {
-		return nil, blocked("no TerminationPolicy in %s: create one covering the canary's primary pods", p.Namespace)
-	}
 	primary := target + "-primary"
-	var podLabels labels.Set // the primary's pod template labels, read once if needed
-	var matches []*v1alpha1.TerminationPolicy
-	for i := range list.Items {
-		pol := &list.Items[i]
-		if ref := pol.Spec.TargetRef; ref != nil {
-			if ref.Name == primary && (kind == "" || ref.Kind == kind) {
-				matches = append(matches, pol)
-			}
-			continue
-		}
-		if pol.Spec.Selector == nil {
-			continue
-		}
-		sel, err := metav1.LabelSelectorAsSelector(pol.Spec.Selector)
-		if err != nil {
-			continue // the API server validated it; nothing it can match
-		}
-		if podLabels == nil {
-			if podLabels, err = s.templateLabels(ctx, p.Namespace, kind, primary); err != nil {
-				return nil, err
-			}
-		}
-		if sel.Matches(podLabels) {
-			matches = append(matches, pol)
-		}
+	_, podLabels, err := run.WorkloadTemplate(ctx, s.c.Cache, p.Namespace, cmp.Or(kind, "Deployment"), primary)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, blocked("the primary workload %s/%s does not exist (yet): Flagger creates it when it initializes the canary", p.Namespace, primary)
+	case err != nil:
+		return nil, fmt.Errorf("read %s/%s: %w", p.Namespace, primary, err)
+	}
+	matches, err := run.CoveringPolicies(ctx, s.c.Cache, p.Namespace, run.Covered{Kind: kind, Name: primary, Labels: podLabels}, nil)
+	if err != nil {
+		return nil, err
 	}
 	if name := p.Metadata[MetaPolicy]; name != "" {
 		for _, m := range matches {
@@ -143,7 +115,6 @@ func (s *Server) resolvePolicy(ctx context.Context, p Payload, kind, target stri
 	for i, m := range matches {
 		names[i] = m.Name
 	}
-	sort.Strings(names)
 	return nil, blocked("policies %s all cover %s: set metadata.policy", strings.Join(names, ", "), primary)
 }
 
@@ -164,29 +135,6 @@ func (s *Server) oneActiveRun(ctx context.Context, p Payload, hook HookType) err
 		}
 	}
 	return nil
-}
-
-// templateLabels reads the pod template labels of the primary workload.
-func (s *Server) templateLabels(ctx context.Context, ns, kind, name string) (labels.Set, error) {
-	key := client.ObjectKey{Namespace: ns, Name: name}
-	var err error
-	var tmpl map[string]string
-	if kind == "DaemonSet" {
-		var ds appsv1.DaemonSet
-		err = s.c.Cache.Get(ctx, key, &ds)
-		tmpl = ds.Spec.Template.Labels
-	} else {
-		var d appsv1.Deployment
-		err = s.c.Cache.Get(ctx, key, &d)
-		tmpl = d.Spec.Template.Labels
-	}
-	if apierrors.IsNotFound(err) {
-		return nil, blocked("the primary workload %s/%s does not exist (yet): Flagger creates it when it initializes the canary", ns, name)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read %s/%s: %w", ns, name, err)
-	}
-	return labels.Set(tmpl), nil
 }
 
 // FindRun returns the gate run an override applies to: metadata.run when

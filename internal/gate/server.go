@@ -19,6 +19,7 @@ import (
 
 	"github.com/lastcall-dev/lastcall/internal/auth"
 	"github.com/lastcall-dev/lastcall/internal/httpjson"
+	"github.com/lastcall-dev/lastcall/internal/run"
 )
 
 // Defaults for Options.
@@ -79,6 +80,7 @@ type clients struct {
 // Server serves the gate endpoints.
 type Server struct {
 	c       clients
+	starter *run.Starter
 	store   Store
 	authn   *auth.Authenticator
 	authz   *auth.Authorizer
@@ -109,6 +111,7 @@ func newServer(c clients, authn *auth.Authenticator, authz *auth.Authorizer, opt
 	}
 	return &Server{
 		c:       c,
+		starter: &run.Starter{Client: c.Client, Reader: c.APIReader},
 		store:   Store{Client: c.Client, Reader: c.APIReader, Clock: opts.Clock},
 		authn:   authn,
 		authz:   authz,

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -134,7 +133,7 @@ func (p *PolicyRuns) AddPolicies(ctx context.Context, plan *Plan) error {
 	for _, pr := range planned {
 		for _, pod := range pr.pods {
 			k := types.NamespacedName{Namespace: pod.Namespace, Name: pod.Name}
-			plan.Policies[k] = append(plan.Policies[k], pr.run.Spec.PolicyRef.Name)
+			plan.Policies[k] = append(plan.Policies[k], pr.req.Policy.Name)
 		}
 	}
 	return nil
@@ -142,7 +141,8 @@ func (p *PolicyRuns) AddPolicies(ctx context.Context, plan *Plan) error {
 
 // plannedRun is a run to create and the pods it covers.
 type plannedRun struct {
-	run  *v1alpha1.TerminationRun
+	req  run.Request
+	run  *v1alpha1.TerminationRun // once started
 	pods []*corev1.Pod
 }
 
@@ -214,30 +214,28 @@ func (p *PolicyRuns) match(ctx context.Context, req RunRequest) ([]plannedRun, e
 		if len(covered) == 0 {
 			continue
 		}
-		out = append(out, plannedRun{run: p.newRun(pol, req, covered), pods: covered})
+		out = append(out, plannedRun{req: p.runRequest(pol, req, covered), pods: covered})
 	}
 	return out, nil
 }
 
-// newRun builds the run of pol for pods, named after the shutdown, the
-// group and the policy.
-func (p *PolicyRuns) newRun(pol *v1alpha1.TerminationPolicy, req RunRequest, pods []*corev1.Pod) *v1alpha1.TerminationRun {
+// runRequest asks for the run of pol for pods, named after the shutdown,
+// the group and the policy.
+func (p *PolicyRuns) runRequest(pol *v1alpha1.TerminationPolicy, req RunRequest, pods []*corev1.Pod) run.Request {
 	sid := req.Shutdown
 	group := groupLabel(req.Group)
-	name := run.DeterministicName(pol.Name+"-shutdown", sid.Key(), group, pol.Name)
 	list := make([]corev1.Pod, len(pods))
 	for i, pod := range pods {
 		list[i] = *pod
 	}
-	trigger := v1alpha1.Trigger{
-		Source: v1alpha1.TriggerNodeShutdown,
-		Node:   sid.Node,
-		Reason: fmt.Sprintf("node %s shuts down: priority group %s; its pods are evicted at %s at the latest",
-			sid.Node, group, req.Deadline.UTC().Format("15:04:05.000Z")),
-	}
-	r := run.NewRun(pol, name, list, trigger)
-	r.Labels[LabelShutdown] = groupKey(req)
-	return r
+	return run.Request{Policy: pol, Pods: list, NamePrefix: pol.Name + "-shutdown", Key: []string{sid.Key(), group, pol.Name},
+		Labels: map[string]string{LabelShutdown: groupKey(req)},
+		Trigger: v1alpha1.Trigger{
+			Source: v1alpha1.TriggerNodeShutdown,
+			Node:   sid.Node,
+			Reason: fmt.Sprintf("node %s shuts down: priority group %s; its pods are evicted at %s at the latest",
+				sid.Node, group, req.Deadline.UTC().Format("15:04:05.000Z")),
+		}}
 }
 
 // groupKey is the label value of the runs of one group of one shutdown.
@@ -257,16 +255,19 @@ func (p *PolicyRuns) create(ctx context.Context, req RunRequest, planned []plann
 	)
 	for _, pr := range planned {
 		wg.Go(func() {
-			err := p.c.Create(ctx, pr.run)
-			if apierrors.IsAlreadyExists(err) {
-				pr, err = p.existing(ctx, pr)
+			r, created, err := (&run.Starter{Client: p.c, Reader: p.c}).Start(ctx, pr.req)
+			if err == nil {
+				pr.run = r
+				if !created {
+					pr = p.existing(pr)
+				}
 			}
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
 				p.metrics.runs.WithLabelValues(runError).Inc()
-				p.log.Error("node shutdown: cannot create termination run", "namespace", pr.run.Namespace, "run", pr.run.Name, "policy", pr.run.Spec.PolicyRef.Name, "err", err)
-				errs = append(errs, fmt.Sprintf("%s/%s: %v", pr.run.Namespace, pr.run.Spec.PolicyRef.Name, err))
+				p.log.Error("node shutdown: cannot create termination run", "namespace", pr.req.Policy.Namespace, "run", run.RunName(pr.req), "policy", pr.req.Policy.Name, "err", err)
+				errs = append(errs, fmt.Sprintf("%s/%s: %v", pr.req.Policy.Namespace, pr.req.Policy.Name, err))
 				return
 			}
 			out = append(out, pr)
@@ -298,11 +299,8 @@ func (p *PolicyRuns) create(ctx context.Context, req RunRequest, planned []plann
 
 // existing adopts a run that an agent restarted during the same shutdown
 // created: its pods are fixed, so only those it covers wait for it.
-func (p *PolicyRuns) existing(ctx context.Context, pr plannedRun) (plannedRun, error) {
-	var cur v1alpha1.TerminationRun
-	if err := p.c.Get(ctx, client.ObjectKeyFromObject(pr.run), &cur); err != nil {
-		return pr, fmt.Errorf("read existing run: %w", err)
-	}
+func (p *PolicyRuns) existing(pr plannedRun) plannedRun {
+	cur := pr.run
 	covers := map[string]types.UID{}
 	for _, ref := range cur.Spec.Pods {
 		covers[ref.Name] = ref.UID
@@ -315,8 +313,8 @@ func (p *PolicyRuns) existing(ctx context.Context, pr plannedRun) (plannedRun, e
 	}
 	p.log.Info("node shutdown: termination run exists already (agent restarted?); waiting for it",
 		"namespace", cur.Namespace, "run", cur.Name, "pods", len(pods), "planned", len(pr.pods))
-	pr.run, pr.pods = &cur, pods
-	return pr, nil
+	pr.pods = pods
+	return pr
 }
 
 // runRef is how Events refer to a run.

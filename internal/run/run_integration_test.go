@@ -86,7 +86,13 @@ func startRunWith(t *testing.T, c client.Client, policy *v1alpha1.TerminationPol
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := run.NewRun(policy, "", pods, v1alpha1.Trigger{Source: v1alpha1.TriggerCLI, Reason: t.Name()})
+	r := &v1alpha1.TerminationRun{
+		ObjectMeta: metav1.ObjectMeta{Namespace: policy.Namespace, GenerateName: policy.Name + "-"},
+		Spec:       v1alpha1.TerminationRunSpec{PolicyRef: v1alpha1.PolicyRef{Name: policy.Name}, Trigger: v1alpha1.Trigger{Source: v1alpha1.TriggerCLI, Reason: t.Name()}},
+	}
+	for _, p := range pods {
+		r.Spec.Pods = append(r.Spec.Pods, v1alpha1.PodRef{Name: p.Name, UID: p.UID})
+	}
 	set(r)
 	if err := c.Create(ctx, r); err != nil {
 		t.Fatalf("create run: %v", err)

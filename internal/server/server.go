@@ -224,6 +224,11 @@ func (s *Server) setupRest(store *state.Store) error {
 		return fmt.Errorf("set up run controller: %w", err)
 	}
 	s.terms.add("runs", c.Lead)
+	// POST /v1/runs, beside the state API: the same callers (dying pods),
+	// the same credentials.
+	api := &run.API{Authn: s.Authn, Authz: s.Authz, Cache: mgr.GetCache(), TTL: cfg.Gate.RunTTL,
+		Starter: &run.Starter{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()}, Log: s.log.With("component", "runs-api")}
+	api.Register(s.muxFor("state", cfg.stateAddr(), stateReadTimeout))
 	if err := s.setupGate(); err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -74,29 +73,23 @@ func (w *Watcher) startRuns(ctx context.Context, h failedHook) error {
 	if pod.DeletionTimestamp == nil || (h.uid != "" && h.uid != pod.UID) {
 		return nil // not terminating, or a pod of the same name that came after
 	}
-	var policies v1alpha1.TerminationPolicyList
-	if err := w.runs.List(ctx, &policies, client.InNamespace(ns)); err != nil {
-		return fmt.Errorf("list TerminationPolicies: %w", err)
+	policies, err := run.CoveringPolicies(ctx, w.runs, ns, run.Covered{Kind: "Pod", Name: pod.Name, Labels: pod.Labels},
+		func(p *v1alpha1.TerminationPolicy) bool { return p.Spec.RunOnFailedPreStop })
+	if err != nil {
+		return err
 	}
+	starter := run.Starter{Client: w.runs}
 	var failed error
-	for i := range policies.Items {
-		pol := &policies.Items[i]
-		if !pol.Spec.RunOnFailedPreStop {
+	for _, pol := range policies {
+		r, created, err := starter.Start(ctx, run.Request{Policy: pol, Pods: []corev1.Pod{pod},
+			NamePrefix: pol.Name + "-prestop", Key: []string{string(pod.UID), pol.Name},
+			Trigger: v1alpha1.Trigger{Source: v1alpha1.TriggerWatcher, Node: pod.Spec.NodeName,
+				Reason: fmt.Sprintf("the preStop hook of pod %s failed (%s on node %s)", pod.Name, h.container, h.node)}})
+		if err != nil {
+			failed = err
 			continue
 		}
-		sel, err := run.PolicySelector(ctx, w.runs, pol)
-		if err != nil || !sel.Matches(labels.Set(pod.Labels)) {
-			continue
-		}
-		r := run.NewRun(pol, run.DeterministicName(pol.Name+"-prestop", string(pod.UID), pol.Name), []corev1.Pod{pod},
-			v1alpha1.Trigger{Source: v1alpha1.TriggerWatcher, Node: pod.Spec.NodeName,
-				Reason: fmt.Sprintf("the preStop hook of pod %s failed (%s on node %s)", pod.Name, h.container, h.node)})
-		err = w.runs.Create(ctx, r)
-		switch {
-		case apierrors.IsAlreadyExists(err):
-			continue
-		case err != nil:
-			failed = fmt.Errorf("start a run of policy %s: %w", pol.Name, err)
+		if !created {
 			continue
 		}
 		w.m.runs.WithLabelValues(ns).Inc()

@@ -65,8 +65,13 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	// An agent restarted while logind prepares a shutdown missed the signal:
 	// logind's own state says so, and the shutdown goes on from here.
+	// started: a shutdown is under way; a second confirmed signal (a
+	// replay, or the property already true when an earlier signal was
+	// handled) is the same shutdown, not a new one.
+	started := false
 	if c.preparing(ctx) {
 		c.opts.Logger.Warn("logind is already preparing a shutdown; resuming it")
+		started = true
 		select {
 		case c.events <- Event{Kind: ShutdownStarted, Release: c.releaser()}:
 		case <-ctx.Done():
@@ -82,8 +87,14 @@ func (c *Client) Run(ctx context.Context) error {
 				return ErrBusClosed
 			}
 			ev, ok := c.handle(ctx, sig)
-			if !ok {
+			if !ok || (ev.Kind == ShutdownStarted && started) {
 				continue
+			}
+			switch ev.Kind {
+			case ShutdownStarted:
+				started = true
+			case ShutdownCancelled:
+				started = false
 			}
 			select {
 			case c.events <- ev:
