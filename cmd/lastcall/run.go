@@ -2,7 +2,7 @@ package main
 
 import (
 	"bytes"
-	"context"
+	"cmp"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -30,7 +30,7 @@ func (k *kubeFlags) add(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVarP(&k.namespace, "namespace", "n", "", "namespace (default: the kubeconfig context's)")
 }
 
-func (k *kubeFlags) client() (client.Client, string, error) {
+func (k *kubeFlags) client() (client.WithWatch, string, error) {
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if k.kubeconfig != "" {
 		rules.ExplicitPath = k.kubeconfig
@@ -46,7 +46,7 @@ func (k *kubeFlags) client() (client.Client, string, error) {
 			return nil, "", err
 		}
 	}
-	c, err := client.New(cfg, client.Options{Scheme: server.Scheme()})
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: server.Scheme()})
 	return c, ns, err
 }
 
@@ -210,28 +210,32 @@ func newRunWatchCommand(kf *kubeFlags) *cobra.Command {
 	}
 }
 
-// watchRun redraws the progress when it changes, until the run is complete.
-func watchRun(cmd *cobra.Command, c client.Client, ns, name string) error {
+// watchRun redraws the progress each time the run changes, until it is
+// complete; run.Waiter follows it through watch breaks and outages.
+func watchRun(cmd *cobra.Command, c client.WithWatch, ns, name string) error {
+	ctx := cmd.Context()
+	var r v1alpha1.TerminationRun
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &r); err != nil {
+		return fmt.Errorf("get run %s/%s: %w", ns, name, err)
+	}
 	var last string
+	var failed error
 	out := cmd.OutOrStdout()
-	return wait.PollUntilContextCancel(cmd.Context(), 500*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		var r v1alpha1.TerminationRun
-		if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &r); err != nil {
-			return false, err
+	err := (&run.Waiter{Client: c}).Follow(ctx, run.Selection{Namespace: ns, Name: name}, func(r *v1alpha1.TerminationRun, deleted bool) bool {
+		if deleted {
+			failed = fmt.Errorf("run %s/%s was deleted", ns, name)
+			return true
 		}
 		var buf bytes.Buffer
-		if err := run.WriteProgress(&buf, &r, time.Now()); err != nil {
-			return false, err
+		if err := run.WriteProgress(&buf, r, time.Now()); err != nil {
+			failed = err
+			return true
 		}
 		if s := buf.String(); s != last {
 			fmt.Fprintf(out, "%s\n%s", strings.Repeat("-", 60), s)
 			last = s
 		}
-		for _, cond := range r.Status.Conditions {
-			if cond.Type == v1alpha1.ConditionComplete && cond.Status == "True" {
-				return true, nil
-			}
-		}
-		return false, nil
+		return meta.IsStatusConditionTrue(r.Status.Conditions, v1alpha1.ConditionComplete)
 	})
+	return cmp.Or(err, failed)
 }

@@ -156,17 +156,13 @@ func (p *PolicyRuns) StartRuns(ctx context.Context, req RunRequest) (RunWaiter, 
 	if err != nil || len(planned) == 0 {
 		return nil, err
 	}
-	w := newRunWaiter(p, req)
-	// Watch first: a run that ends before we look is still seen, since
-	// the watch starts with the current state of every run it selects.
-	if err := w.open(ctx); err != nil {
-		return nil, err
-	}
 	created := p.create(ctx, req, planned)
 	if len(created) == 0 {
-		w.close()
 		return nil, errors.New("no termination run could be created")
 	}
+	// The waiter lists before it watches: a run that ended before it
+	// looks is still seen.
+	w := newRunWaiter(p, req)
 	for _, pr := range created {
 		w.add(pr)
 	}

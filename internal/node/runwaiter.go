@@ -2,18 +2,17 @@ package node
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"sync"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/util/wait"
-	"k8s.io/apimachinery/pkg/watch"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+	"github.com/lastcall-dev/lastcall/internal/run"
 )
 
 // Results of termination runs for lastcall_node_shutdown_runs_total.
@@ -31,7 +30,6 @@ type runWaiter struct {
 	req RunRequest
 
 	mu      sync.Mutex
-	w       watch.Interface
 	runs    map[types.NamespacedName]*runState
 	byPod   map[types.NamespacedName][]*runState
 	changed chan struct{} // closed and replaced at every change
@@ -47,27 +45,6 @@ type runState struct {
 func newRunWaiter(p *PolicyRuns, req RunRequest) *runWaiter {
 	return &runWaiter{p: p, req: req, runs: map[types.NamespacedName]*runState{},
 		byPod: map[types.NamespacedName][]*runState{}, changed: make(chan struct{})}
-}
-
-// open starts a watch on the group's runs, with their current state first.
-func (w *runWaiter) open(ctx context.Context) error {
-	wi, err := w.p.c.Watch(ctx, &v1alpha1.TerminationRunList{}, anyVersion(),
-		client.MatchingLabels{LabelShutdown: groupKey(w.req)})
-	if err != nil {
-		return fmt.Errorf("watch TerminationRuns: %w", err)
-	}
-	w.mu.Lock()
-	w.w = wi
-	w.mu.Unlock()
-	return nil
-}
-
-func (w *runWaiter) close() {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.w != nil {
-		w.w.Stop()
-	}
 }
 
 func (w *runWaiter) add(pr plannedRun) {
@@ -121,72 +98,52 @@ func (rs *runState) doneWith(pod *corev1.Pod) bool {
 	return false
 }
 
-// follow applies watch events until every run ended, the group's run
-// deadline passes (the runs still going are reported), or ctx ends.
+// errOverdue ends follow when the group's share of the budget for runs is
+// spent.
+var errOverdue = errors.New("the group's runs are overdue")
+
+// follow applies what run.Waiter reports until every run ended, the
+// group's run deadline passes (the runs still going are reported), or ctx
+// ends.
 func (w *runWaiter) follow(ctx context.Context) {
-	defer w.close()
+	fctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	timer := w.p.clock.NewTimer(w.req.Deadline.Sub(w.p.clock.Now()))
 	defer timer.Stop()
-	for {
-		w.mu.Lock()
-		events := w.w.ResultChan()
-		w.mu.Unlock()
+	go func() {
 		select {
-		case <-ctx.Done():
-			return
 		case <-timer.C():
-			w.reportOverdue()
-			return
-		case ev, ok := <-events:
-			if !ok || ev.Type == watch.Error {
-				// The API server ends watches now and then: open a new one,
-				// which starts with the current state again.
-				w.close()
-				if !w.reopen(ctx) {
-					return
-				}
-				continue
-			}
-			if w.apply(ev) {
-				return
-			}
+			cancel(errOverdue)
+		case <-fctx.Done():
 		}
+	}()
+	sel := run.Selection{Labels: labels.SelectorFromSet(labels.Set{LabelShutdown: groupKey(w.req)})}
+	err := (&run.Waiter{Client: w.p.c}).Follow(fctx, sel, w.apply)
+	switch {
+	case errors.Is(context.Cause(fctx), errOverdue):
+		w.reportOverdue()
+	case err != nil && ctx.Err() == nil:
+		w.p.log.Error("node shutdown: cannot follow the termination runs; their pods are evicted at the deadline", "err", err)
 	}
 }
 
-// reopen retries the watch until it is open or ctx ends.
-func (w *runWaiter) reopen(ctx context.Context) bool {
-	err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
-		if err := w.open(ctx); err != nil {
-			w.p.log.Warn("node shutdown: watch on termination runs failed; retrying", "err", err)
-			return false, nil
-		}
-		return true, nil
-	})
-	return err == nil
-}
-
-// apply records one event and reports whether every run has ended.
-func (w *runWaiter) apply(ev watch.Event) bool {
-	run, ok := ev.Object.(*v1alpha1.TerminationRun)
-	if !ok {
-		return false
-	}
+// apply records a run's state and reports whether every run has ended.
+func (w *runWaiter) apply(r *v1alpha1.TerminationRun, deleted bool) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	rs, ok := w.runs[client.ObjectKeyFromObject(run)]
+	rs, ok := w.runs[client.ObjectKeyFromObject(r)]
 	if !ok || rs.ended {
 		return w.allEnded()
 	}
-	rs.last = run
+	rs.last = r
 	switch {
-	case ev.Type == watch.Deleted:
+	case deleted:
 		rs.ended = true
 		w.report(rs, runFailed, "deleted")
-	case meta.IsStatusConditionTrue(run.Status.Conditions, v1alpha1.ConditionComplete):
+	case meta.IsStatusConditionTrue(r.Status.Conditions, v1alpha1.ConditionComplete):
 		rs.ended = true
 		result := runSucceeded
-		if run.Status.Phase != v1alpha1.RunSucceeded {
+		if r.Status.Phase != v1alpha1.RunSucceeded {
 			result = runFailed
 		}
 		w.report(rs, result, "")
