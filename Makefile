@@ -51,7 +51,7 @@ lint: fmt-check vet staticcheck verify-generate
 # (Flagger and its loadtester) once: about 15 + 2 min on 2 cores the first
 # time, with progress, so the tests below start in seconds.
 devcluster:
-	$(GO) run ./cmd/lastcall dev build --peers
+	$(GO) run ./cmd/lastcall-dev build --peers
 
 # Builds the MinIO server the state service's S3 tests run against, once
 # (about 3 min on 2 cores the first time, after lint has compiled the

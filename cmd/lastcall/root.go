@@ -16,7 +16,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newVersionCommand(), newDevCommand(), newServerCommand(), newRunCommand(), newPrestopCommand(), newRestoreCommand(), newNodeAgentCommand(), newGateCommand(), newLintCommand())
+	root.AddCommand(newVersionCommand(), newServerCommand(), newRunCommand(), newPrestopCommand(), newRestoreCommand(), newNodeAgentCommand(), newGateCommand(), newLintCommand())
 	return root
 }
 

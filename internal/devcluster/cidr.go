@@ -10,7 +10,7 @@ import (
 )
 
 // DevPodCIDR is the pod CIDR of a cluster started with a persistent Dir
-// (`lastcall dev up`), so that pod IPs stay the same across restarts.
+// (`lastcall-dev up`), so that pod IPs stay the same across restarts.
 const DevPodCIDR = "127.1.0.0/16"
 
 // cidrLease reserves a loopback /16 for one cluster's pods. Test packages run

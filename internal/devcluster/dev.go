@@ -17,7 +17,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// devState is what `lastcall dev up` leaves in the cluster dir so that
+// devState is what `lastcall-dev up` leaves in the cluster dir so that
 // `down` and `status` can find the detached processes.
 type devState struct {
 	Ports     ports          `json:"ports"`
@@ -107,7 +107,7 @@ func GetStatus(ctx context.Context, dir string) (Status, error) {
 	s := Status{Dir: dir, Kubeconfig: filepath.Join(dir, "kubeconfig"), Processes: map[string]bool{}}
 	st, err := loadState(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return s, fmt.Errorf("no dev cluster in %s (run `lastcall dev up`)", dir)
+		return s, fmt.Errorf("no dev cluster in %s (run `lastcall-dev up`)", dir)
 	}
 	if err != nil {
 		return s, err

@@ -1,5 +1,5 @@
 // Package devcluster runs a real, local Kubernetes control plane for tests and
-// for `lastcall dev`: etcd, kube-apiserver, kube-controller-manager and
+// for `lastcall-dev`: etcd, kube-apiserver, kube-controller-manager and
 // kube-scheduler built from source, with kwok playing the kubelet for fake
 // nodes whose pods get loopback IPs, so a test can serve a "pod" for real.
 //

@@ -21,13 +21,13 @@ type process struct {
 	args    []string
 	pid     int
 	logPath string
-	cmd     *exec.Cmd // nil when adopted from a pid file (lastcall dev down)
+	cmd     *exec.Cmd // nil when adopted from a pid file (lastcall-dev down)
 	exited  chan struct{}
 }
 
 // startProcess starts bin with args. When detached is false the child gets
 // SIGKILL if this process dies, so a crashed test leaves no control plane
-// behind; `lastcall dev up` detaches instead and keeps pids in a file.
+// behind; `lastcall-dev up` detaches instead and keeps pids in a file.
 func startProcess(name, bin string, args []string, logDir string, detached bool) (*process, error) {
 	logPath := filepath.Join(logDir, name+".log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)

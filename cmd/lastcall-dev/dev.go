@@ -18,11 +18,14 @@ type devOptions struct {
 func newDevCommand() *cobra.Command {
 	opts := &devOptions{nodes: 3}
 	cmd := &cobra.Command{
-		Use:   "dev",
-		Short: "Run a local control plane (etcd, kube-apiserver, controllers, scheduler, kwok nodes)",
+		Use:           "lastcall-dev",
+		Short:         "Run a local control plane (etcd, kube-apiserver, controllers, scheduler, kwok nodes)",
+		SilenceUsage:  true,
+		SilenceErrors: true,
 		Long: `A real Kubernetes control plane on 127.0.0.1, with kwok playing the kubelet of
 fake nodes. The first run builds the components from source (about 15 minutes
-on 2 cores) and caches them; later starts take seconds.`,
+on 2 cores) and caches them; later starts take seconds. For development and
+tests only: the shipped lastcall binary does not include it.`,
 	}
 	cmd.PersistentFlags().StringVar(&opts.dir, "dir", "", "cluster directory: certificates, etcd data, logs, kubeconfig (default <user cache dir>/lastcall/dev)")
 	cmd.AddCommand(newDevUpCommand(opts), newDevDownCommand(opts), newDevStatusCommand(opts), newDevBuildCommand())
@@ -51,7 +54,7 @@ func newDevUpCommand(opts *devOptions) *cobra.Command {
 				return err
 			}
 			if st, err := devcluster.GetStatus(cmd.Context(), dir); err == nil && st.APIServer == "ok" {
-				return fmt.Errorf("a dev cluster already runs in %s (kubeconfig %s); `lastcall dev down` first", dir, st.Kubeconfig)
+				return fmt.Errorf("a dev cluster already runs in %s (kubeconfig %s); `lastcall-dev down` first", dir, st.Kubeconfig)
 			}
 			c, err := devcluster.Start(cmd.Context(), devcluster.Options{
 				Dir: dir, Nodes: opts.nodes, Detached: true, Progress: cmd.ErrOrStderr(),
@@ -67,7 +70,7 @@ func newDevUpCommand(opts *devOptions) *cobra.Command {
 			fmt.Fprintf(out, "dev cluster up in %s\n", c.StartupTime.Round(1e6))
 			fmt.Fprintf(out, "kubeconfig: %s\n", c.KubeconfigPath())
 			fmt.Fprintf(out, "try:        kubectl --kubeconfig %s get nodes\n", c.KubeconfigPath())
-			fmt.Fprintf(out, "stop with:  lastcall dev down%s\n", dirFlag(opts))
+			fmt.Fprintf(out, "stop with:  go run ./cmd/lastcall-dev down%s\n", dirFlag(opts))
 			return nil
 		},
 	}
