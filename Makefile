@@ -19,7 +19,7 @@ export GOFLAGS := $(strip $(GOFLAGS) -trimpath)
 # need it.
 TESTFLAGS ?= -ldflags=-w
 
-.PHONY: deps bench all build test lint fmt-check vet staticcheck unit integration devcluster minio demo generate verify-generate clean
+.PHONY: docs deps bench all build test lint fmt-check vet staticcheck unit integration devcluster minio demo generate verify-generate clean
 
 all: build
 
@@ -101,6 +101,11 @@ demo: devcluster
 	./hack/demo.sh
 
 # CRDs and deepcopy come from the API types; never edit them by hand.
+# docs/reference: one page per command, generated from the cobra commands;
+# TestFlagReferenceIsCurrent fails when they drift.
+docs:
+	$(GO) test ./cmd/lastcall -run TestFlagReferenceIsCurrent -count=1 -args -update
+
 generate: $(BIN)/controller-gen
 	$(BIN)/controller-gen object paths=./api/...
 	$(BIN)/controller-gen crd:allowDangerousTypes=true paths=./api/... output:crd:dir=deploy/crds
