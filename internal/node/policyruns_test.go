@@ -2,9 +2,11 @@ package node
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -155,34 +157,23 @@ func TestWaitEndsWhenTheRunIsDoneWithThePodOrEnds(t *testing.T) {
 			run = r
 		}
 	}
-	run.Status.Phase = v1alpha1.RunRunning
-	run.Status.Pods = []v1alpha1.PodStatus{{Name: "web-1", UID: "uid-web-1", Phase: v1alpha1.PodSucceeded}, {Name: "web-2", UID: "uid-web-2", Phase: v1alpha1.PodFailed}}
-	if err := c.Update(ctx, &run); err != nil {
+	if err := updateUntil(t, c, &run, func(r *v1alpha1.TerminationRun) {
+		r.Status.Phase = v1alpha1.RunRunning
+		r.Status.Pods = []v1alpha1.PodStatus{{Name: "web-1", UID: "uid-web-1", Phase: v1alpha1.PodSucceeded}, {Name: "web-2", UID: "uid-web-2", Phase: v1alpha1.PodFailed}}
+	}, web1, "web-1 still waits although its run succeeded for it"); err != nil {
 		t.Fatal(err)
-	}
-	select {
-	case err := <-web1:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("web-1 still waits although its run succeeded for it")
 	}
 	select {
 	case <-web2:
 		t.Fatal("web-2 stopped waiting on a Failed pod before the run ended (a retry may come)")
 	case <-time.After(100 * time.Millisecond):
 	}
-	run.Status.Phase = v1alpha1.RunFailed
-	run.Status.Reason = "PodsFailed"
-	meta.SetStatusCondition(&run.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionComplete, Status: metav1.ConditionTrue, Reason: "Failed"})
-	if err := c.Update(ctx, &run); err != nil {
+	if err := updateUntil(t, c, &run, func(r *v1alpha1.TerminationRun) {
+		r.Status.Phase = v1alpha1.RunFailed
+		r.Status.Reason = "PodsFailed"
+		meta.SetStatusCondition(&r.Status.Conditions, metav1.Condition{Type: v1alpha1.ConditionComplete, Status: metav1.ConditionTrue, Reason: "Failed"})
+	}, web2, "web-2 still waits after its run ended Failed"); err != nil {
 		t.Fatal(err)
-	}
-	select {
-	case <-web2:
-	case <-time.After(5 * time.Second):
-		t.Fatal("web-2 still waits after its run ended Failed")
 	}
 	if got := testutil.ToFloat64(m.runs.WithLabelValues(runFailed)); got != 1 {
 		t.Errorf("runs{failed} %v, want 1", got)
@@ -200,4 +191,35 @@ func TestWaitEndsWhenTheRunIsDoneWithThePodOrEnds(t *testing.T) {
 func quiet(o PolicyRunsOptions) PolicyRunsOptions {
 	o.Logger = slog.New(slog.DiscardHandler)
 	return o
+}
+
+// updateUntil writes change to run until done delivers, within 5 s. The
+// fake client's watch does not replay what happened between the waiter's
+// list and its watch (the API server's does, from the list's
+// resourceVersion), so a write can fall in that gap: writing again (with
+// a new annotation, so that it is a change) reaches the watch once it is
+// open.
+func updateUntil(t *testing.T, c client.Client, run *v1alpha1.TerminationRun, change func(*v1alpha1.TerminationRun), done <-chan error, why string) error {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for i := 0; ; i++ {
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(run), run); err != nil {
+			return err
+		}
+		change(run)
+		if run.Annotations == nil {
+			run.Annotations = map[string]string{}
+		}
+		run.Annotations["test/write"] = strconv.Itoa(i)
+		if err := c.Update(context.Background(), run); err != nil {
+			return err
+		}
+		select {
+		case err := <-done:
+			return err
+		case <-deadline:
+			return errors.New(why)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
