@@ -58,11 +58,11 @@ func newGateStatusCommand(kf *kubeFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, err := gate.ReadStatus(cmd.Context(), c, key.Namespace, key.Name)
+			st, err := readGateStatus(cmd.Context(), c, key.Namespace, key.Name)
 			if err != nil {
 				return err
 			}
-			return gate.WriteStatus(cmd.OutOrStdout(), st, time.Now())
+			return writeGateStatus(cmd.OutOrStdout(), st, time.Now())
 		},
 	}
 	cmd.Flags().StringVar(&canary, "canary", "", "canary as namespace/name (or name in -n's namespace)")
@@ -94,7 +94,7 @@ func newGateSetCommand(kf *kubeFlags, open bool) *cobra.Command {
 			}
 			ctx := cmd.Context()
 			store := gate.Store{Client: c, Reader: c, Clock: clock.RealClock{}}
-			by := gate.Caller(ctx, c)
+			by := caller(ctx, c)
 			out := cmd.OutOrStdout()
 			if !run {
 				sw := gate.SwitchGate

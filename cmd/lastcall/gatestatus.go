@@ -1,4 +1,4 @@
-package gate
+package main
 
 import (
 	"context"
@@ -11,21 +11,22 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+	"github.com/lastcall-dev/lastcall/internal/gate"
 )
 
-// Status is what `lastcall gate status` shows: the manual gates and the gate
+// gateStatus is what `lastcall gate status` shows: the manual gates and the gate
 // runs of one canary, or of every canary in a namespace.
-type Status struct {
+type gateStatus struct {
 	Gates []v1alpha1.Gate
 	Runs  []v1alpha1.TerminationRun
 	// OnFailure is each run's policy's gate.onFailure, by policy name.
 	OnFailure map[string]v1alpha1.GateFailureAction
 }
 
-// ReadStatus reads the gates and gate runs of canary in namespace (every
+// readGateStatus reads the gates and gate runs of canary in namespace (every
 // canary when canary is empty) through r.
-func ReadStatus(ctx context.Context, r client.Reader, namespace, canary string) (*Status, error) {
-	st := &Status{OnFailure: map[string]v1alpha1.GateFailureAction{}}
+func readGateStatus(ctx context.Context, r client.Reader, namespace, canary string) (*gateStatus, error) {
+	st := &gateStatus{OnFailure: map[string]v1alpha1.GateFailureAction{}}
 	if canary != "" {
 		var g v1alpha1.Gate
 		err := r.Get(ctx, client.ObjectKey{Namespace: namespace, Name: canary}, &g)
@@ -42,7 +43,7 @@ func ReadStatus(ctx context.Context, r client.Reader, namespace, canary string) 
 		}
 		st.Gates = list.Items
 	}
-	runs, err := GateRuns(ctx, r, namespace, canary)
+	runs, err := gate.GateRuns(ctx, r, namespace, canary)
 	if err != nil {
 		return nil, err
 	}
@@ -62,9 +63,9 @@ func ReadStatus(ctx context.Context, r client.Reader, namespace, canary string) 
 	return st, nil
 }
 
-// WriteStatus prints a Status as two tables; each run's ANSWER is what
+// writeGateStatus prints a gateStatus as two tables; each run's ANSWER is what
 // /flagger/gate answers for it now.
-func WriteStatus(w io.Writer, st *Status, now time.Time) error {
+func writeGateStatus(w io.Writer, st *gateStatus, now time.Time) error {
 	if len(st.Gates) == 0 {
 		fmt.Fprintln(w, "no manual gates: /gate/check and /rollback/check answer 403")
 	} else {
@@ -89,7 +90,7 @@ func WriteStatus(w io.Writer, st *Status, now time.Time) error {
 	for i := range st.Runs {
 		run := &st.Runs[i]
 		c := run.Spec.Trigger.Canary
-		open, a := Decide(run, st.OnFailure[run.Spec.PolicyRef.Name])
+		open, a := gate.Decide(run, st.OnFailure[run.Spec.PolicyRef.Name])
 		code := 403
 		if open {
 			code = 200
@@ -121,10 +122,10 @@ func dash(s string) string {
 	return s
 }
 
-// Caller is the name the API server knows a client by (a SelfSubjectReview),
+// caller is the name the API server knows a client by (a SelfSubjectReview),
 // recorded as who changed a gate from the CLI; "lastcall-cli" when the API
 // server does not say.
-func Caller(ctx context.Context, c client.Client) string {
+func caller(ctx context.Context, c client.Client) string {
 	r := &authnv1.SelfSubjectReview{}
 	if err := c.Create(ctx, r); err != nil || r.Status.UserInfo.Username == "" {
 		return "lastcall-cli"
