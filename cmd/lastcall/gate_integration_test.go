@@ -15,7 +15,7 @@ import (
 	"github.com/lastcall-dev/lastcall/internal/devcluster"
 	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
 	"github.com/lastcall-dev/lastcall/internal/gate"
-	"github.com/lastcall-dev/lastcall/internal/server"
+	"github.com/lastcall-dev/lastcall/internal/run"
 )
 
 func TestMain(m *testing.M) {
@@ -52,7 +52,7 @@ func mustLastcall(t *testing.T, args ...string) string {
 // the gate run, and status shows what /flagger/gate would answer.
 func TestGateCommandsMoveTheRealObjects(t *testing.T) {
 	env := clustertest.New(t)
-	c, err := client.New(env.Config, client.Options{Scheme: server.Scheme()})
+	c, err := client.New(env.Config, client.Options{Scheme: run.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}

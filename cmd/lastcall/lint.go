@@ -3,10 +3,6 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -36,7 +32,7 @@ its input.`,
 			}
 			var objs []lint.Object
 			for _, a := range args {
-				got, err := loadPath(cmd, a)
+				got, err := lint.LoadPath(a, cmd.InOrStdin())
 				if err != nil {
 					return err
 				}
@@ -56,7 +52,7 @@ its input.`,
 			errs, warns := lint.Count(findings)
 			if errs > 0 || strict && warns > 0 {
 				cmd.SilenceUsage = true
-				return fmt.Errorf("%d errors, %d warnings", errs, warns)
+				return errors.New(lint.Summary(findings))
 			}
 			return nil
 		},
@@ -67,55 +63,4 @@ its input.`,
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	f.BoolVar(&strict, "strict", false, "fail on warnings too")
 	return cmd
-}
-
-// loadPath reads a file, standard input (-) or every manifest under a
-// directory.
-func loadPath(cmd *cobra.Command, p string) ([]lint.Object, error) {
-	if p == "-" {
-		return lint.Load("<stdin>", cmd.InOrStdin())
-	}
-	info, err := os.Stat(p)
-	if err != nil {
-		return nil, err
-	}
-	if !info.IsDir() {
-		return loadFile(p)
-	}
-	var out []lint.Object
-	err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() || !isManifest(path) {
-			return nil
-		}
-		got, err := loadFile(path)
-		out = append(out, got...)
-		return err
-	})
-	return out, err
-}
-
-func isManifest(p string) bool {
-	for _, ext := range []string{".yaml", ".yml", ".json"} {
-		if strings.HasSuffix(p, ext) {
-			return true
-		}
-	}
-	return false
-}
-
-func loadFile(p string) ([]lint.Object, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	objs, err := lint.Load(p, f)
-	var ie *lint.InputError
-	if errors.As(err, &ie) {
-		return nil, fmt.Errorf("cannot read manifest %w", err)
-	}
-	return objs, err
 }

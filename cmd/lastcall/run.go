@@ -16,7 +16,6 @@ import (
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/run"
-	"github.com/lastcall-dev/lastcall/internal/server"
 )
 
 // kubeFlags are the connection flags shared by client subcommands.
@@ -46,7 +45,7 @@ func (k *kubeFlags) client() (client.WithWatch, string, error) {
 			return nil, "", err
 		}
 	}
-	c, err := client.NewWithWatch(cfg, client.Options{Scheme: server.Scheme()})
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: run.Scheme()})
 	return c, ns, err
 }
 

@@ -29,6 +29,7 @@ import (
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
 	"github.com/lastcall-dev/lastcall/internal/gate"
+	"github.com/lastcall-dev/lastcall/internal/run"
 	"github.com/lastcall-dev/lastcall/internal/server"
 )
 
@@ -187,7 +188,7 @@ func gateAnswer(t testing.TB, a answer) gate.Answer {
 
 func adminClient(t testing.TB) client.Client {
 	t.Helper()
-	c, err := client.New(clustertest.Cluster().Config(), client.Options{Scheme: server.Scheme()})
+	c, err := client.New(clustertest.Cluster().Config(), client.Options{Scheme: run.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,9 +17,21 @@ func WriteText(w io.Writer, fs []Finding) error {
 			return err
 		}
 	}
-	errs, warns := Count(fs)
-	_, err := fmt.Fprintf(w, "%d errors, %d warnings\n", errs, warns)
+	_, err := fmt.Fprintln(w, Summary(fs))
 	return err
+}
+
+// Summary is the last line of a report: "2 errors, 1 warning".
+func Summary(fs []Finding) string {
+	errs, warns := Count(fs)
+	return plural(errs, "error") + ", " + plural(warns, "warning")
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // WriteJSON prints the findings as a JSON array (empty, not null, when

@@ -16,9 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/clock"
@@ -74,23 +72,10 @@ func NewPolicyRuns(c client.WithWatch, opts PolicyRunsOptions) *PolicyRuns {
 	return &PolicyRuns{c: c, rec: opts.Recorder, metrics: opts.Metrics, clock: opts.Clock, log: opts.Logger}
 }
 
-// Scheme knows the built-in kinds (a targetRef names apps workloads) and
-// lastcall's.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}
-
 // NewRunsClient returns the client PolicyRuns needs: direct reads (no
 // cache: the agent reads policies once per group) and watches.
 func NewRunsClient(cfg *rest.Config) (client.WithWatch, error) {
-	c, err := client.NewWithWatch(cfg, client.Options{Scheme: Scheme()})
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: run.Scheme()})
 	if err != nil {
 		return nil, fmt.Errorf("client for termination runs: %w", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+	"github.com/lastcall-dev/lastcall/internal/run"
 )
 
 func labelPolicy(ns, name, app string) *v1alpha1.TerminationPolicy {
@@ -43,7 +44,7 @@ func policyFixture(t *testing.T) (client.WithWatch, RunRequest) {
 		Spec: v1alpha1.TerminationPolicySpec{TargetRef: &v1alpha1.TargetRef{Kind: "Deployment", Name: "api"}}}
 	gone := &v1alpha1.TerminationPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "workload-gone"},
 		Spec: v1alpha1.TerminationPolicySpec{TargetRef: &v1alpha1.TargetRef{Kind: "StatefulSet", Name: "db"}}}
-	c := fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(dep, byTarget, gone,
+	c := fake.NewClientBuilder().WithScheme(run.Scheme()).WithObjects(dep, byTarget, gone,
 		labelPolicy("a", "by-label", "web"), labelPolicy("a", "nothing", "none"), labelPolicy("b", "other-ns", "web")).Build()
 	req := RunRequest{
 		Shutdown: ShutdownID{Node: "node-a", BootID: "boot-1", Since: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)},

@@ -20,6 +20,7 @@ import (
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
+	"github.com/lastcall-dev/lastcall/internal/run"
 	"github.com/lastcall-dev/lastcall/internal/server"
 )
 
@@ -49,7 +50,7 @@ func startController(t *testing.T) client.Client {
 
 func adminClient(t *testing.T) client.Client {
 	t.Helper()
-	c, err := client.New(clustertest.Cluster().Config(), client.Options{Scheme: Scheme()})
+	c, err := client.New(clustertest.Cluster().Config(), client.Options{Scheme: run.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}

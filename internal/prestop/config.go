@@ -1,7 +1,9 @@
 package prestop
 
 import (
+	"cmp"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -98,7 +100,7 @@ type Config struct {
 // AddFlags binds c's fields to flags whose defaults are c's current values.
 func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.DurationVar(&c.Budget, "budget", c.Budget, "termination grace left when the hook starts (terminationGracePeriodSeconds); 0 reads the pod's deletionTimestamp from the API server")
-	fs.DurationVar(&c.Reserve, "reserve", orDuration(c.Reserve, DefaultReserve), "time kept for the app's SIGTERM shutdown: every step ends by start + budget − reserve")
+	fs.DurationVar(&c.Reserve, "reserve", cmp.Or(c.Reserve, DefaultReserve), "time kept for the app's SIGTERM shutdown: every step ends by start + budget − reserve")
 	fs.StringVar(&c.DrainURL, "drain-url", c.DrainURL, "POST this URL first so the app stops taking work")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "cap for the drain step (0: a quarter of the time left)")
 	fs.IntSliceVar(&c.Ports, "port", c.Ports, "wait until this listening port has no ESTABLISHED connections (repeatable)")
@@ -111,29 +113,29 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.Var(newStepsValue(&c.Optional), "optional", "step (drain, wait, save, run) whose failure does not fail the hook (repeatable)")
 	fs.StringVar(&c.Pod, "pod", c.Pod, "this pod's name (default $POD_NAME, then $HOSTNAME)")
 	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "this pod's namespace (default $POD_NAMESPACE, then the ServiceAccount's namespace)")
-	fs.StringVar(&c.TokenPath, "token-file", orString(c.TokenPath, DefaultTokenPath), "projected ServiceAccount token (audience lastcall) for the lastcall APIs, re-read at each attempt")
-	fs.StringVar(&c.TerminationMessagePath, "termination-message-path", orString(c.TerminationMessagePath, DefaultTerminationMessagePath), "write the summary here (max 4096 bytes); \"none\" disables")
-	fs.StringVar(&c.ConsolePath, "console", orString(c.ConsolePath, DefaultConsolePath), "also write the summary here so kubectl logs shows it; \"none\" disables")
+	fs.StringVar(&c.TokenPath, "token-file", cmp.Or(c.TokenPath, DefaultTokenPath), "projected ServiceAccount token (audience lastcall) for the lastcall APIs, re-read at each attempt")
+	fs.StringVar(&c.TerminationMessagePath, "termination-message-path", cmp.Or(c.TerminationMessagePath, DefaultTerminationMessagePath), "write the summary here (max 4096 bytes); \"none\" disables")
+	fs.StringVar(&c.ConsolePath, "console", cmp.Or(c.ConsolePath, DefaultConsolePath), "also write the summary here so kubectl logs shows it; \"none\" disables")
 	fs.StringArrayVar(&c.ProcNetTCP, "proc-net-tcp", c.ProcNetTCP, "kernel TCP table read by the wait step (repeatable; default /proc/net/tcp and /proc/net/tcp6)")
 	fs.StringVar(&c.APIServer, "api-server", c.APIServer, "Kubernetes API URL used when --budget is 0 (default from $KUBERNETES_SERVICE_HOST/PORT)")
-	fs.StringVar(&c.ServiceAccountDir, "service-account-dir", orString(c.ServiceAccountDir, DefaultServiceAccountDir), "directory with the ServiceAccount token, ca.crt and namespace for the API server")
+	fs.StringVar(&c.ServiceAccountDir, "service-account-dir", cmp.Or(c.ServiceAccountDir, DefaultServiceAccountDir), "directory with the ServiceAccount token, ca.crt and namespace for the API server")
 }
 
 // withDefaults returns c with its zero fields replaced by their defaults.
 func (c Config) withDefaults() Config {
-	c.Reserve = orDuration(c.Reserve, DefaultReserve)
-	c.TokenPath = orString(c.TokenPath, DefaultTokenPath)
-	c.TerminationMessagePath = orString(c.TerminationMessagePath, DefaultTerminationMessagePath)
-	c.ConsolePath = orString(c.ConsolePath, DefaultConsolePath)
-	c.ServiceAccountDir = orString(c.ServiceAccountDir, DefaultServiceAccountDir)
+	c.Reserve = cmp.Or(c.Reserve, DefaultReserve)
+	c.TokenPath = cmp.Or(c.TokenPath, DefaultTokenPath)
+	c.TerminationMessagePath = cmp.Or(c.TerminationMessagePath, DefaultTerminationMessagePath)
+	c.ConsolePath = cmp.Or(c.ConsolePath, DefaultConsolePath)
+	c.ServiceAccountDir = cmp.Or(c.ServiceAccountDir, DefaultServiceAccountDir)
 	if len(c.ProcNetTCP) == 0 {
 		c.ProcNetTCP = procnet.DefaultPaths
 	}
 	c.Pod, c.Namespace = podIdentity(c.Pod, c.Namespace, c.ServiceAccountDir)
-	c.Key = orString(c.Key, c.Pod)
+	c.Key = cmp.Or(c.Key, c.Pod)
 	if c.APIServer == "" {
 		if host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT"); host != "" && port != "" {
-			c.APIServer = "https://" + joinHostPort(host, port)
+			c.APIServer = "https://" + net.JoinHostPort(host, port)
 		}
 	}
 	return c
@@ -177,27 +179,6 @@ func podIdentity(pod, ns, saDir string) (string, string) {
 		}
 	}
 	return pod, ns
-}
-
-func joinHostPort(host, port string) string {
-	if strings.Contains(host, ":") {
-		return "[" + host + "]:" + port // IPv6 service IP
-	}
-	return host + ":" + port
-}
-
-func orDuration(v, def time.Duration) time.Duration {
-	if v == 0 {
-		return def
-	}
-	return v
-}
-
-func orString(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }
 
 // stepsValue is a repeatable flag of step names, checked when parsed.

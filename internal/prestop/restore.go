@@ -1,6 +1,7 @@
 package prestop
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -61,22 +62,22 @@ func (c *RestoreConfig) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.Key, "key", c.Key, "name of the saved state (default: the pod name)")
 	fs.StringVar(&c.Version, "version", c.Version, "version to restore (default: the latest)")
 	fs.StringVar(&c.Dir, "dir", c.Dir, "directory to restore into (required; a tar's contents land here)")
-	fs.StringVar(&c.File, "file", orString(c.File, "state"), "file name inside --dir for a saved payload that is not a tar")
+	fs.StringVar(&c.File, "file", cmp.Or(c.File, "state"), "file name inside --dir for a saved payload that is not a tar")
 	fs.BoolVar(&c.Require, "require", c.Require, "fail when nothing was saved (default: exit 0 and say so)")
-	fs.DurationVar(&c.Timeout, "timeout", orDuration(c.Timeout, DefaultRestoreTimeout), "give up retrying after this long")
+	fs.DurationVar(&c.Timeout, "timeout", cmp.Or(c.Timeout, DefaultRestoreTimeout), "give up retrying after this long")
 	fs.StringVar(&c.Pod, "pod", c.Pod, "this pod's name (default $POD_NAME, then $HOSTNAME)")
 	fs.StringVar(&c.Namespace, "namespace", c.Namespace, "this pod's namespace (default $POD_NAMESPACE, then the ServiceAccount's namespace)")
-	fs.StringVar(&c.TokenPath, "token-file", orString(c.TokenPath, DefaultTokenPath), "projected ServiceAccount token (audience lastcall), re-read at each attempt")
-	fs.StringVar(&c.ServiceAccountDir, "service-account-dir", orString(c.ServiceAccountDir, DefaultServiceAccountDir), "directory with the ServiceAccount's namespace file")
+	fs.StringVar(&c.TokenPath, "token-file", cmp.Or(c.TokenPath, DefaultTokenPath), "projected ServiceAccount token (audience lastcall), re-read at each attempt")
+	fs.StringVar(&c.ServiceAccountDir, "service-account-dir", cmp.Or(c.ServiceAccountDir, DefaultServiceAccountDir), "directory with the ServiceAccount's namespace file")
 }
 
 func (c RestoreConfig) withDefaults() RestoreConfig {
-	c.File = orString(c.File, "state")
-	c.Timeout = orDuration(c.Timeout, DefaultRestoreTimeout)
-	c.TokenPath = orString(c.TokenPath, DefaultTokenPath)
-	c.ServiceAccountDir = orString(c.ServiceAccountDir, DefaultServiceAccountDir)
+	c.File = cmp.Or(c.File, "state")
+	c.Timeout = cmp.Or(c.Timeout, DefaultRestoreTimeout)
+	c.TokenPath = cmp.Or(c.TokenPath, DefaultTokenPath)
+	c.ServiceAccountDir = cmp.Or(c.ServiceAccountDir, DefaultServiceAccountDir)
 	c.Pod, c.Namespace = podIdentity(c.Pod, c.Namespace, c.ServiceAccountDir)
-	c.Key = orString(c.Key, c.Pod)
+	c.Key = cmp.Or(c.Key, c.Pod)
 	return c
 }
 

@@ -11,10 +11,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/lastcall-dev/lastcall/internal/run"
-	"github.com/lastcall-dev/lastcall/internal/server"
 )
 
-func schemeForTests() *runtime.Scheme { return server.Scheme() }
+func schemeForTests() *runtime.Scheme { return run.Scheme() }
 
 func newWorkflowObject() *unstructured.Unstructured {
 	u := &unstructured.Unstructured{}

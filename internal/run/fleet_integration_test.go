@@ -23,6 +23,7 @@ import (
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/devcluster"
 	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
+	"github.com/lastcall-dev/lastcall/internal/run"
 	"github.com/lastcall-dev/lastcall/internal/server"
 )
 
@@ -59,7 +60,7 @@ func startControllerWith(t testing.TB, set func(*server.Config)) client.Client {
 			t.Errorf("server: %v", err)
 		}
 	})
-	c, err := client.New(clustertest.Cluster().Config(), client.Options{Scheme: server.Scheme()})
+	c, err := client.New(clustertest.Cluster().Config(), client.Options{Scheme: run.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,6 @@ import (
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
 	"github.com/lastcall-dev/lastcall/internal/run"
-	"github.com/lastcall-dev/lastcall/internal/server"
 )
 
 // TestStepThatPanicsFailsItsRunAndNothingElse: a step kind whose code
@@ -28,7 +27,7 @@ import (
 func TestStepThatPanicsFailsItsRunAndNothingElse(t *testing.T) {
 	env := clustertest.New(t)
 	mgr, err := ctrl.NewManager(clustertest.Cluster().Config(), ctrl.Options{
-		Scheme: server.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		Scheme: run.Scheme(), Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +44,7 @@ func TestStepThatPanicsFailsItsRunAndNothingElse(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	c, err := client.New(clustertest.Cluster().Config(), client.Options{Scheme: server.Scheme()})
+	c, err := client.New(clustertest.Cluster().Config(), client.Options{Scheme: run.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}

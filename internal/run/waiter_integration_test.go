@@ -16,7 +16,6 @@ import (
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
 	"github.com/lastcall-dev/lastcall/internal/run"
-	"github.com/lastcall-dev/lastcall/internal/server"
 )
 
 // TestWaiterFollowsRunsToTheirEnd: run.Waiter against the real API server
@@ -25,7 +24,7 @@ import (
 // writes the status itself.
 func TestWaiterFollowsRunsToTheirEnd(t *testing.T) {
 	env := clustertest.New(t)
-	c, err := client.NewWithWatch(clustertest.Cluster().Config(), client.Options{Scheme: server.Scheme()})
+	c, err := client.NewWithWatch(clustertest.Cluster().Config(), client.Options{Scheme: run.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -33,6 +33,7 @@ import (
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
+	"github.com/lastcall-dev/lastcall/internal/run"
 	"github.com/lastcall-dev/lastcall/internal/server"
 )
 
@@ -71,7 +72,7 @@ func TestShippedManifestsAndRBAC(t *testing.T) {
 		}
 	})
 
-	admin, err := client.New(clustertest.Cluster().Config(), client.Options{Scheme: server.Scheme()})
+	admin, err := client.New(clustertest.Cluster().Config(), client.Options{Scheme: run.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +175,7 @@ func applyKustomization(t *testing.T, dir string) {
 			rest = append(rest, u)
 		}
 	}
-	scheme := server.Scheme()
+	scheme := run.Scheme()
 	if err := apiextensionsv1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}

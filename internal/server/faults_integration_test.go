@@ -23,7 +23,7 @@ import (
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/devcluster"
 	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
-	"github.com/lastcall-dev/lastcall/internal/server"
+	"github.com/lastcall-dev/lastcall/internal/run"
 )
 
 // Issue 16, high 6 and the fault tests: an API server that stops answering
@@ -69,7 +69,7 @@ func faultMidRun(t *testing.T, hold time.Duration, inject, heal func() error) {
 	}
 	p := startServerProcess(t, "--leader-elect=true", "--leader-election-namespace", env.Namespace,
 		"--leader-elect-lease-duration=6s", "--leader-elect-renew-deadline=4s", "--leader-elect-retry-period=1s")
-	admin, err := client.New(clustertest.Cluster().Config(), client.Options{Scheme: server.Scheme()})
+	admin, err := client.New(clustertest.Cluster().Config(), client.Options{Scheme: run.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}

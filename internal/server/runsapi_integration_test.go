@@ -18,7 +18,6 @@ import (
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
 	"github.com/lastcall-dev/lastcall/internal/run"
-	"github.com/lastcall-dev/lastcall/internal/server"
 )
 
 // boundToken is a TokenRequest token of ServiceAccount "default" bound to
@@ -49,7 +48,7 @@ func TestPrestopRunStepStartsARunThroughTheServer(t *testing.T) {
 	bin := buildPrestop(t)
 	web0, drains := servedPod(t, env, "web-0", map[string]string{"app": "web"})
 	web1, _ := servedPod(t, env, "web-1", map[string]string{"app": "web"})
-	admin, err := client.New(clustertest.Cluster().Config(), client.Options{Scheme: server.Scheme()})
+	admin, err := client.New(clustertest.Cluster().Config(), client.Options{Scheme: run.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
+	"github.com/lastcall-dev/lastcall/internal/run"
 	"github.com/lastcall-dev/lastcall/internal/server"
 )
 
@@ -194,7 +195,7 @@ func TestSaveStateStepStoresEachPodsStateThroughTheServer(t *testing.T) {
 	for _, name := range []string{"db-0", "db-1", "db-2"} {
 		pods = append(pods, servedPodWith(t, env, name, map[string]string{"app": "db"}, state(name)))
 	}
-	admin, err := client.New(clustertest.Cluster().Config(), client.Options{Scheme: server.Scheme()})
+	admin, err := client.New(clustertest.Cluster().Config(), client.Options{Scheme: run.Scheme()})
 	if err != nil {
 		t.Fatal(err)
 	}

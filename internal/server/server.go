@@ -14,9 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -25,7 +23,6 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/auth"
 	"github.com/lastcall-dev/lastcall/internal/gate"
 	"github.com/lastcall-dev/lastcall/internal/run"
@@ -118,18 +115,6 @@ var Defaults = Config{
 	Watch:             true,
 }
 
-// Scheme knows the built-in kinds and lastcall's.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := v1alpha1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}
-
 // Server is a configured, not yet running, `lastcall server`.
 type Server struct {
 	cfg      Config
@@ -163,7 +148,7 @@ func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 	// registry, which /metrics gathers too: registering them here as well
 	// made every scrape fail with "collected before".
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Scheme:                 Scheme(),
+		Scheme:                 run.Scheme(),
 		Metrics:                metricsserver.Options{BindAddress: "0"}, // served below, with our registry
 		HealthProbeBindAddress: "0",                                     // served by health.go: 503, listeners, draining
 		PprofBindAddress:       cfg.PprofAddr,

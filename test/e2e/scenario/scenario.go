@@ -19,7 +19,7 @@ import (
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/devcluster"
-	"github.com/lastcall-dev/lastcall/internal/server"
+	"github.com/lastcall-dev/lastcall/internal/run"
 )
 
 // Config configures a scenario. Zero values mean the defaults.
@@ -109,7 +109,7 @@ func New(cfg Config) (*Scenario, error) {
 	if s.dyn, err = dynamic.NewForConfig(cfg.Cluster); err != nil {
 		return nil, err
 	}
-	if s.c, err = client.New(cfg.Cluster, client.Options{Scheme: server.Scheme()}); err != nil {
+	if s.c, err = client.New(cfg.Cluster, client.Options{Scheme: run.Scheme()}); err != nil {
 		return nil, err
 	}
 	s.pods = newPodServers(cfg.Namespace, s.drain, s.logf)
