@@ -101,10 +101,11 @@ demo: devcluster
 	./hack/demo.sh
 
 # CRDs and deepcopy come from the API types; never edit them by hand.
-# docs/reference: one page per command, generated from the cobra commands;
+# docs/reference (one page per command, generated from the cobra commands)
+# and the CLI golden files in cmd/lastcall/testdata/golden;
 # TestFlagReferenceIsCurrent fails when they drift.
 docs:
-	$(GO) test ./cmd/lastcall -run TestFlagReferenceIsCurrent -count=1 -args -update
+	$(GO) test ./cmd/lastcall -run 'TestFlagReferenceIsCurrent|TestCLIOutputsMatchGoldenFiles' -count=1 -args -update
 
 generate: $(BIN)/controller-gen
 	$(BIN)/controller-gen object paths=./api/...

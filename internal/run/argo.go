@@ -4,12 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -22,10 +23,11 @@ var WorkflowGVK = schema.GroupVersionKind{Group: "argoproj.io", Version: "v1alph
 // argoBackend runs an attempt as an Argo Workflow created from the policy's
 // WorkflowTemplate and mirrors the Workflow's status.phase into the run.
 type argoBackend struct {
-	reader      client.Reader
-	client      client.Client
+	client client.Client
+	// watch follows the Workflow: the manager's client cannot watch, and
+	// its cache would hold every Workflow of the cluster.
+	watch       client.WithWatch
 	callbackURL string
-	poll        time.Duration
 }
 
 // argoPod is how the pods are passed to the Workflow (parameter "pods").
@@ -54,45 +56,66 @@ func (a *argoBackend) run(ctx context.Context, w *statusWriter, policy *v1alpha1
 	}); err != nil {
 		return err
 	}
-	poll := a.poll
-	if poll == 0 {
-		poll = time.Second
-	}
-	ticker := time.NewTicker(poll)
-	defer ticker.Stop()
-	for {
-		got := &unstructured.Unstructured{}
-		got.SetGroupVersionKind(WorkflowGVK)
-		if err := a.reader.Get(ctx, client.ObjectKey{Namespace: run.Namespace, Name: name}, got); err != nil {
-			if apierrors.IsNotFound(err) {
-				return a.finish(ctx, w, name, "Deleted", "the Workflow was deleted", v1alpha1.PodFailed)
+	// Follow the Workflow (list, then watch; relisted if the watch breaks)
+	// and write the run's status only when its phase or message changed.
+	var last v1alpha1.WorkflowStatus
+	var result error
+	done := func(err error) bool { result = err; return true }
+	err = follow(ctx, a.watch, Selection{Namespace: run.Namespace, Name: name},
+		func() client.ObjectList {
+			l := &unstructured.UnstructuredList{}
+			l.SetGroupVersionKind(WorkflowGVK.GroupVersion().WithKind(WorkflowGVK.Kind + "List"))
+			return l
+		}, workflowObject(),
+		func(store cache.Store) bool {
+			if len(store.List()) > 0 {
+				return false
 			}
-		} else {
+			return done(a.finish(ctx, w, name, "Deleted", "the Workflow was deleted", v1alpha1.PodFailed))
+		},
+		func(obj runtime.Object, deleted bool) bool {
+			got, ok := obj.(*unstructured.Unstructured)
+			if !ok {
+				return false
+			}
+			if deleted {
+				return done(a.finish(ctx, w, name, "Deleted", "the Workflow was deleted", v1alpha1.PodFailed))
+			}
 			phase, _, _ := unstructured.NestedString(got.Object, "status", "phase")
 			msg, _, _ := unstructured.NestedString(got.Object, "status", "message")
 			switch phase {
 			case "Succeeded":
-				return a.finish(ctx, w, name, phase, msg, v1alpha1.PodSucceeded)
+				return done(a.finish(ctx, w, name, phase, msg, v1alpha1.PodSucceeded))
 			case "Failed", "Error":
-				return a.finish(ctx, w, name, phase, msg, v1alpha1.PodFailed)
+				return done(a.finish(ctx, w, name, phase, msg, v1alpha1.PodFailed))
 			}
+			now := v1alpha1.WorkflowStatus{Name: name, Phase: phase, Message: trim(msg)}
+			if now == last {
+				return false
+			}
+			last = now
 			if err := w.sync(ctx, func(st *v1alpha1.TerminationRunStatus) {
-				st.Workflow = &v1alpha1.WorkflowStatus{Name: name, Phase: phase, Message: trim(msg)}
+				st.Workflow = &now
 				for i := range st.Pods {
 					if phase == "Running" && st.Pods[i].Phase == v1alpha1.PodPending {
 						st.Pods[i].Phase = v1alpha1.PodRunning
 					}
 				}
 			}); err != nil {
-				return err
+				return done(err)
 			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-ticker.C:
-		}
+			return false
+		})
+	if err != nil {
+		return err
 	}
+	return result
+}
+
+func workflowObject() *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(WorkflowGVK)
+	return u
 }
 
 // finish mirrors a terminal Workflow phase into every pod of the attempt.

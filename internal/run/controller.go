@@ -110,9 +110,13 @@ func NewController(mgr manager.Manager, opts Options) (*Controller, error) {
 		running:  map[types.UID]bool{},
 		waiting:  map[types.UID]bool{},
 		max:      opts.MaxConcurrentRuns,
-		argo:     &argoBackend{reader: mgr.GetAPIReader(), client: mgr.GetClient(), callbackURL: opts.CallbackURL},
 		kick:     make(chan event.GenericEvent),
 	}
+	watcher, err := client.NewWithWatch(mgr.GetConfig(), client.Options{Scheme: mgr.GetScheme(), Mapper: mgr.GetRESTMapper()})
+	if err != nil {
+		return nil, fmt.Errorf("client for Argo Workflows: %w", err)
+	}
+	c.argo = &argoBackend{client: mgr.GetClient(), watch: watcher, callbackURL: opts.CallbackURL}
 	c.actions = opts.Actions
 	if c.actions == nil {
 		c.actions = DefaultActions(mgr, opts.HTTPClient, opts.Clock)
@@ -123,14 +127,14 @@ func NewController(mgr manager.Manager, opts Options) (*Controller, error) {
 		}
 	}
 	// Start the pod and policy informers with the manager rather than on
-	// first use, so /readyz covers them and the first step does not wait
+	// first use, so the first step does not wait
 	// for a list of every pod.
 	for _, obj := range []client.Object{&corev1.Pod{}, &v1alpha1.TerminationPolicy{}} {
 		if _, err := mgr.GetCache().GetInformer(context.Background(), obj, cache.BlockUntilSynced(false)); err != nil {
 			return nil, fmt.Errorf("informer for %T: %w", obj, err)
 		}
 	}
-	err := ctrl.NewControllerManagedBy(mgr).
+	err = ctrl.NewControllerManagedBy(mgr).
 		For(&v1alpha1.TerminationRun{}).
 		WatchesRawSource(source.Channel(c.kick, &handler.EnqueueRequestForObject{})).
 		Named("terminationrun").

@@ -350,6 +350,19 @@ func TestArgoRunnerMirrorsWorkflowPhase(t *testing.T) {
 		t.Fatalf("phase %s, %d done: %s", got.Status.Phase, got.Status.PodsDone, got.Status.Message)
 	}
 
+	// A Workflow deleted under a running run fails it, with the reason.
+	r2 := startRun(t, c, policy)
+	wf2 := newWorkflowObject()
+	clustertest.Eventually(t, 30*time.Second, func(ctx context.Context) (bool, error) {
+		return c.Get(ctx, client.ObjectKey{Namespace: env.Namespace, Name: r2.Name + "-a1"}, wf2) == nil, nil
+	}, "the second Workflow to be created")
+	if err := c.Delete(context.Background(), wf2); err != nil {
+		t.Fatal(err)
+	}
+	got = waitComplete(t, c, env.Namespace, r2.Name, 30*time.Second)
+	if got.Status.Phase != v1alpha1.RunFailed || got.Status.Workflow == nil || got.Status.Workflow.Phase != "Deleted" {
+		t.Fatalf("run whose Workflow was deleted: phase %s, workflow %+v", got.Status.Phase, got.Status.Workflow)
+	}
 }
 
 func TestInvalidPoliciesAreRefusedByTheAPIServer(t *testing.T) {

@@ -25,7 +25,7 @@ type Waiter struct {
 	Client client.WithWatch
 }
 
-// Selection says which runs to follow: a namespace ("" for all), and a
+// Selection says which objects to follow: a namespace ("" for all), and a
 // label or a name selector.
 type Selection struct {
 	Namespace string
@@ -37,6 +37,19 @@ type Selection struct {
 // with each change (deleted true when the run is gone), until seen returns
 // true (nil) or ctx ends (ctx's error).
 func (w *Waiter) Follow(ctx context.Context, sel Selection, seen func(run *v1alpha1.TerminationRun, deleted bool) (done bool)) error {
+	return follow(ctx, w.Client, sel, func() client.ObjectList { return &v1alpha1.TerminationRunList{} }, &v1alpha1.TerminationRun{}, nil,
+		func(obj runtime.Object, deleted bool) bool {
+			run, ok := obj.(*v1alpha1.TerminationRun)
+			return ok && seen(run, deleted)
+		})
+}
+
+// follow is Follow for any kind: newList makes an empty list of it (with
+// its kind set, for unstructured objects), obj is one of it. synced, when
+// set, sees the store once the first list is in: true ends follow there
+// (what is looked for is not there at all, say).
+func follow(ctx context.Context, c client.WithWatch, sel Selection, newList func() client.ObjectList, obj runtime.Object,
+	synced func(cache.Store) bool, seen func(obj runtime.Object, deleted bool) bool) error {
 	opts := func(o metav1.ListOptions) *client.ListOptions {
 		lo := &client.ListOptions{Namespace: sel.Namespace, LabelSelector: sel.Labels, Raw: &o}
 		if sel.Name != "" {
@@ -46,20 +59,20 @@ func (w *Waiter) Follow(ctx context.Context, sel Selection, seen func(run *v1alp
 	}
 	lw := &cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			var list v1alpha1.TerminationRunList
-			err := w.Client.List(ctx, &list, opts(o))
-			return &list, err
+			list := newList()
+			err := c.List(ctx, list, opts(o))
+			return list, err
 		},
 		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return w.Client.Watch(ctx, &v1alpha1.TerminationRunList{}, opts(o))
+			return c.Watch(ctx, newList(), opts(o))
 		},
 	}
-	_, err := watchtools.UntilWithSync(ctx, lw, &v1alpha1.TerminationRun{}, nil, func(ev watch.Event) (bool, error) {
-		run, ok := ev.Object.(*v1alpha1.TerminationRun)
-		if !ok {
-			return false, nil
-		}
-		return seen(run, ev.Type == watch.Deleted), nil
+	var pre watchtools.PreconditionFunc
+	if synced != nil {
+		pre = func(store cache.Store) (bool, error) { return synced(store), nil }
+	}
+	_, err := watchtools.UntilWithSync(ctx, lw, obj, pre, func(ev watch.Event) (bool, error) {
+		return seen(ev.Object, ev.Type == watch.Deleted), nil
 	})
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
