@@ -60,15 +60,12 @@ minio:
 	$(GO) run ./hack/minio
 
 # System packages the tests use: dbus-daemon for the node agent's real D-Bus
-# tests, wrk for the gate benchmark. Installed from Debian when missing
+# tests. Installed from Debian when missing
 # (needs root, as on CI).
 deps:
 	@command -v dbus-daemon >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dbus >/dev/null; \
 	  else echo "dbus-daemon is missing: install Debian's dbus package (sudo apt-get install dbus)"; exit 1; fi; }
-	@command -v wrk >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq wrk >/dev/null; \
-	  else echo "wrk is missing: install Debian's wrk package (sudo apt-get install wrk)"; exit 1; fi; }
 
 unit: deps
 	$(GO) test $(TESTFLAGS) -race -count=1 ./...
@@ -90,6 +87,7 @@ bench: devcluster deps
 	@status=0; \
 	$(GO) test -tags integration -run XXX -bench . -benchtime 5x -timeout 30m ./internal/run/ || status=1; \
 	$(GO) test -tags integration -run XXX -bench . -benchtime 1x -timeout 30m ./internal/gate/ || status=1; \
+	$(GO) test -tags integration -run XXX -bench . -benchtime 3x -timeout 30m ./internal/server/ || status=1; \
 	$(GO) test -tags "integration bench" -count=1 -timeout 40m -run TestBenchmarkEvacuationVsKubectlDrain -v ./internal/node/ -args -bench-rounds=3 || status=1; \
 	$(GO) test -run XXX -bench . -benchtime 10x -timeout 30m ./internal/state/ || status=1; \
 	$(GO) test -count=1 -run 'Binary|Latency' -v ./cmd/lastcall-prestop/ -args -latency-runs=200 || status=1; \

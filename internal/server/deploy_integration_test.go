@@ -150,7 +150,7 @@ func TestShippedManifestsAndRBAC(t *testing.T) {
 
 // applyKustomization builds dir with kustomize and creates every object,
 // CRDs first (and established) so that the rest can use them.
-func applyKustomization(t *testing.T, dir string) {
+func applyKustomization(t testing.TB, dir string) {
 	t.Helper()
 	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
 	if err != nil {

@@ -189,7 +189,7 @@ func faultMidRun(t *testing.T, hold time.Duration, inject, heal func() error) {
 	}
 }
 
-func readFile(t *testing.T, path string) string {
+func readFile(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -219,7 +219,7 @@ func do(t *testing.T, method, url, token string, body []byte) int {
 	return resp.StatusCode
 }
 
-func get(t *testing.T, url, token string) (int, []byte) {
+func get(t testing.TB, url, token string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, url, nil)
 	req.Header.Set("Authorization", "Bearer "+token)

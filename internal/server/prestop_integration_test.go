@@ -33,7 +33,7 @@ import (
 )
 
 // buildPrestop builds cmd/lastcall-prestop as it ships: static and stripped.
-func buildPrestop(t *testing.T) string {
+func buildPrestop(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "lastcall-prestop")
 	if err := devcluster.GoBuild(context.Background(), "", bin, "../../cmd/lastcall-prestop", "CGO_ENABLED=0"); err != nil {
@@ -59,7 +59,7 @@ func helper(t *testing.T, bin string, args ...string) (int, string) {
 
 // tokenFile writes a TokenRequest token of ServiceAccount ns/sa for audience
 // to a file, as a projected volume would.
-func tokenFile(t *testing.T, env *clustertest.Env, sa, audience string) string {
+func tokenFile(t testing.TB, env *clustertest.Env, sa, audience string) string {
 	t.Helper()
 	tr, err := env.Client.CoreV1().ServiceAccounts(env.Namespace).CreateToken(context.Background(), sa, &authnv1.TokenRequest{
 		Spec: authnv1.TokenRequestSpec{Audiences: []string{audience}, ExpirationSeconds: ptrTo(int64(600))},
@@ -70,7 +70,7 @@ func tokenFile(t *testing.T, env *clustertest.Env, sa, audience string) string {
 	return writeToken(t, tr.Status.Token)
 }
 
-func writeToken(t *testing.T, token string) string {
+func writeToken(t testing.TB, token string) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(path, []byte(token), 0o600); err != nil {

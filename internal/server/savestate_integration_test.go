@@ -91,7 +91,7 @@ func startStateServer(t *testing.T) (base, stateDir string, stop func() error) {
 	return base, filepath.Join(dir, "state"), stop
 }
 
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -29,7 +29,7 @@ type serverProcess struct {
 	log                 string
 }
 
-func startServerProcess(t *testing.T, args ...string) *serverProcess {
+func startServerProcess(t testing.TB, args ...string) *serverProcess {
 	t.Helper()
 	applyKustomization(t, "../../deploy/crds")
 	dir := t.TempDir()
