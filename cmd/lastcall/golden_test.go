@@ -26,6 +26,9 @@ func TestCLIOutputsMatchGoldenFiles(t *testing.T) {
 		{"lint-stdin-strict.txt", podWithShortWindow, []string{"lint", "--strict", "-"}},
 		{"lint-unreadable.txt", "kind: [", []string{"lint", "-"}},
 		{"run-start-no-policy.txt", "", []string{"run", "start"}},
+		{"gate-open-rollback-and-run.txt", "", []string{"gate", "open", "--canary", "shop/web", "--rollback", "--run"}},
+		{"gate-open-checksum-without-run.txt", "", []string{"gate", "open", "--canary", "shop/web", "--checksum", "abc"}},
+		{"gate-open-unknown-hook.txt", "", []string{"gate", "open", "--canary", "shop/web", "--run", "--hook", "confirm-everything"}},
 	} {
 		t.Run(tc.golden, func(t *testing.T) {
 			cmd := newRootCommand()
