@@ -151,7 +151,19 @@ type GatePolicy struct {
 	// +kubebuilder:default=hold
 	// +optional
 	OnFailure GateFailureAction `json:"onFailure,omitempty"`
+	// DrainsTraffic says whether the steps stop the pods taking work (a
+	// drain, taking them out of a Service). True (the default): the gate
+	// starts the run only when the old primary pods carry no traffic, and
+	// passes without it where they always do until Flagger replaces them
+	// (see docs/gate.md). False (a state snapshot that leaves the app
+	// serving): the run may start at any confirm-promotion call.
+	// +kubebuilder:default=true
+	// +optional
+	DrainsTraffic *bool `json:"drainsTraffic,omitempty"`
 }
+
+// Drains reports DrainsTraffic with its default.
+func (g GatePolicy) Drains() bool { return g.DrainsTraffic == nil || *g.DrainsTraffic }
 
 // TerminationPolicyStatus is what the controller observed.
 type TerminationPolicyStatus struct {

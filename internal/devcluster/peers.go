@@ -154,7 +154,45 @@ func installPeers(ctx context.Context, p Peers, names []string, versionDir strin
 // module cache if needed and returns the path of its CRD manifest, which the
 // tests apply as is: it is never copied into this repository.
 func FlaggerCRDPath(ctx context.Context) (string, error) {
-	mod := flaggerModule + "@" + FlaggerVersion
+	dir, err := moduleDir(ctx, flaggerModule+"@"+FlaggerVersion)
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "artifacts", "flagger", "crd.yaml")
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("flagger CRDs: %w", err)
+	}
+	return path, nil
+}
+
+// GatewayAPIVersion is the Gateway API release whose CRDs the tests install:
+// Flagger's gatewayapi:v1 provider writes HTTPRoutes, whose backend weights
+// are the routing state the gate reads. No data plane is run: the routes are
+// what Flagger decided, and that is what the tests check against.
+const GatewayAPIVersion = "v1.6.3"
+
+// GatewayAPICRDPaths downloads sigs.k8s.io/gateway-api (GatewayAPIVersion)
+// into the Go module cache if needed and returns the standard-channel CRD
+// manifests of GatewayClass, Gateway and HTTPRoute.
+func GatewayAPICRDPaths(ctx context.Context) ([]string, error) {
+	dir, err := moduleDir(ctx, "sigs.k8s.io/gateway-api@"+GatewayAPIVersion)
+	if err != nil {
+		return nil, err
+	}
+	var paths []string
+	for _, kind := range []string{"gatewayclasses", "gateways", "httproutes"} {
+		p := filepath.Join(dir, "config", "crd", "standard", "gateway.networking.k8s.io_"+kind+".yaml")
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("gateway API CRDs: %w", err)
+		}
+		paths = append(paths, p)
+	}
+	return paths, nil
+}
+
+// moduleDir downloads mod (path@version) into the Go module cache, from the
+// module proxy, and returns its directory.
+func moduleDir(ctx context.Context, mod string) (string, error) {
 	cmd := exec.CommandContext(ctx, goTool(), "mod", "download", "-json", mod)
 	cmd.Dir = os.TempDir() // outside lastcall's module, so its go.sum is left alone
 	cmd.Env = append(os.Environ(), "GOWORK=off")
@@ -176,9 +214,5 @@ func FlaggerCRDPath(ctx context.Context) (string, error) {
 	if runErr != nil {
 		return "", fmt.Errorf("go mod download %s: %w\n%s", mod, runErr, stderr.String())
 	}
-	path := filepath.Join(info.Dir, "artifacts", "flagger", "crd.yaml")
-	if _, err := os.Stat(path); err != nil {
-		return "", fmt.Errorf("flagger CRDs: %w", err)
-	}
-	return path, nil
+	return info.Dir, nil
 }

@@ -18,6 +18,9 @@ var CanaryGVK = schema.GroupVersionKind{Group: "flagger.app", Version: "v1beta1"
 // and to check that a gate call is Flagger's for the revision it rolls out.
 type canaries struct {
 	Cache client.Reader
+	// DefaultProvider is Flagger's -mesh-provider, for Canaries without
+	// spec.provider.
+	DefaultProvider string
 }
 
 // errNoCanary answers 404 on /flagger/event and holds /flagger/gate.

@@ -25,6 +25,21 @@ type Answer struct {
 // no canary): the gate holds until that is fixed.
 const PhaseNoRun = "NoRun"
 
+// Answer phases of a confirm-promotion call the gate passes without a run
+// because the old primary pods carry traffic (200): Deferred, the drain
+// runs at a later call of this promotion; NotDrained, no call of it comes
+// when they carry none.
+const (
+	PhaseDeferred   = "Deferred"
+	PhaseNotDrained = "NotDrained"
+)
+
+// Events on the Canary for those answers.
+const (
+	ReasonDrainDeferred = "DrainDeferred"
+	ReasonDrainSkipped  = "DrainSkipped"
+)
+
 // Decide says whether the gate passes for a run, and why. A manual override
 // wins; otherwise it passes once the run Succeeded, or when it ended Failed
 // (no retry left) and onFailure is open.

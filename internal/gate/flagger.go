@@ -31,6 +31,10 @@ func (s *Server) flaggerGate(w http.ResponseWriter, r *http.Request) (string, st
 	if err == nil && run == nil {
 		run, err = s.startRun(ctx, p, hook)
 	}
+	var notDrained *notDrainedError
+	if errors.As(err, &notDrained) {
+		return s.passUndrained(ctx, w, p, notDrained), string(hook)
+	}
 	if err != nil {
 		return s.hold(w, r, err), string(hook)
 	}
@@ -79,6 +83,28 @@ func (s *Server) hold(w http.ResponseWriter, r *http.Request, err error) string 
 		return resultClosed
 	}
 	return resultError
+}
+
+// passUndrained answers 200 without a run: the old primary pods carry
+// traffic, and draining them would drop it. Before a Blue/Green switch the
+// drain comes at the next call, once Flagger has routed everything to the
+// canary. Where that moment never comes, the pods are left to leave through
+// their own preStop hook as Flagger replaces them, and a Warning Event on
+// the Canary says so.
+func (s *Server) passUndrained(ctx context.Context, w http.ResponseWriter, p Payload, e *notDrainedError) string {
+	a := Answer{Phase: PhaseDeferred, Message: fmt.Sprintf("not draining yet: %s; policy %s runs at the call where the primary carries no traffic", e.t.why, e.policy)}
+	reason, typ := ReasonDrainDeferred, "Normal"
+	if e.t.never {
+		a.Phase = PhaseNotDrained
+		a.Message = fmt.Sprintf("not draining the old primary pods: %s. Policy %s drains traffic, so it does not run; the pods leave through their preStop hook (lastcall prestop) as Flagger replaces them (docs/gate.md)", e.t.why, e.policy)
+		reason, typ = ReasonDrainSkipped, "Warning"
+	}
+	s.metrics.undrained.WithLabelValues(a.Phase).Inc()
+	if ref, err := s.canaryRef(ctx, p); err == nil {
+		s.c.Recorder.Event(ref, typ, reason, short(a.Message))
+	}
+	writeJSON(w, http.StatusOK, a)
+	return resultOpen
 }
 
 // override answers POST /flagger/gate/open and /flagger/gate/close: it

@@ -11,6 +11,7 @@ type metrics struct {
 	duration  *prometheus.HistogramVec
 	runs      *prometheus.CounterVec
 	events    *prometheus.CounterVec
+	undrained *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -32,9 +33,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "lastcall_gate_flagger_events_total",
 			Help: "Flagger events received on /flagger/event, by event type and canary phase.",
 		}, []string{"type", "phase"}),
+		undrained: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lastcall_gate_undrained_passes_total",
+			Help: "Confirm-promotion calls passed without a drain because the old primary pods carried traffic: Deferred (a later call drains) or NotDrained (no safe moment in this mode).",
+		}, []string{"phase"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.decisions, m.duration, m.runs, m.events)
+		reg.MustRegister(m.decisions, m.duration, m.runs, m.events, m.undrained)
 	}
 	return m
 }

@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,6 +50,7 @@ var deadPhases = []string{"Terminating", "Terminated"}
 type canaryRevision struct {
 	phase, checksum string
 	kind, target    string
+	routing         routing
 }
 
 // revision reads the Canary ns/name from the informer.
@@ -71,6 +73,7 @@ func (c *canaries) revision(ctx context.Context, ns, name string) (*canaryRevisi
 		tracked = &m
 	}
 	r.checksum = FlaggerChecksum(tracked, applied)
+	r.routing = routingOf(u, cmp.Or(c.DefaultProvider, DefaultMeshProvider))
 	if r.target == "" {
 		return nil, fmt.Errorf("canary %s/%s has no spec.targetRef.name", ns, name)
 	}
@@ -83,30 +86,30 @@ func (c *canaries) revision(ctx context.Context, ns, name string) (*canaryRevisi
 // calls that hook, and carry the payload's checksum. It reads only the
 // informer: an unauthenticated caller costs no API request. It returns the
 // canary's target workload.
-func (s *Server) checkRevision(ctx context.Context, p Payload, hook HookType) (kind, target string, err error) {
+func (s *Server) checkRevision(ctx context.Context, p Payload, hook HookType) (*canaryRevision, error) {
 	if s.c.Canaries == nil {
-		return "", "", blocked("Flagger's Canary kind is not installed: the gate starts runs only for canaries Flagger is rolling out")
+		return nil, blocked("Flagger's Canary kind is not installed: the gate starts runs only for canaries Flagger is rolling out")
 	}
 	rev, err := s.c.Canaries.revision(ctx, p.Namespace, p.Name)
 	if err != nil {
 		if errors.Is(err, errNoCanary) {
-			return "", "", blocked("%v: the gate starts runs only for existing canaries", err)
+			return nil, blocked("%v: the gate starts runs only for existing canaries", err)
 		}
-		return "", "", err
+		return nil, err
 	}
 	if phases, ok := hookPhases[hook]; ok && !slices.Contains(phases, rev.phase) {
-		return "", "", blocked("canary %s/%s is %s: Flagger calls %s hooks only when it is %v", p.Namespace, p.Name, phaseOrNone(rev.phase), hook, phases)
+		return nil, blocked("canary %s/%s is %s: Flagger calls %s hooks only when it is %v", p.Namespace, p.Name, phaseOrNone(rev.phase), hook, phases)
 	}
 	if slices.Contains(deadPhases, rev.phase) {
-		return "", "", blocked("canary %s/%s is %s", p.Namespace, p.Name, rev.phase)
+		return nil, blocked("canary %s/%s is %s", p.Namespace, p.Name, rev.phase)
 	}
 	if p.Checksum != rev.checksum {
-		return "", "", blocked("checksum %q is not the revision canary %s/%s is rolling out", p.Checksum, p.Namespace, p.Name)
+		return nil, blocked("checksum %q is not the revision canary %s/%s is rolling out", p.Checksum, p.Namespace, p.Name)
 	}
 	if t := p.Metadata[MetaTarget]; t != "" && t != rev.target {
-		return "", "", blocked("metadata.target %q is not canary %s/%s's target %s", t, p.Namespace, p.Name, rev.target)
+		return nil, blocked("metadata.target %q is not canary %s/%s's target %s", t, p.Namespace, p.Name, rev.target)
 	}
-	return rev.kind, rev.target, nil
+	return rev, nil
 }
 
 func phaseOrNone(p string) string {

@@ -35,6 +35,15 @@ func runKey(p Payload, hook HookType) []string {
 	return []string{p.Namespace, p.Name, p.Checksum, string(hook), p.Metadata[MetaPolicy]}
 }
 
+// notDrainedError: the old primary pods still carry traffic, so the drain
+// policy does not run at this call; the gate passes (see passUndrained).
+type notDrainedError struct {
+	policy string
+	t      traffic
+}
+
+func (e *notDrainedError) Error() string { return e.t.why }
+
 // blockedError says why no run can be started; the gate holds and tells
 // Flagger what to fix.
 type blockedError struct{ msg string }
@@ -48,16 +57,25 @@ func blocked(format string, args ...any) error {
 // startRun creates the gate run for a revision from the policy that covers
 // the canary's primary pods, or returns the run another call created first.
 func (s *Server) startRun(ctx context.Context, p Payload, hook HookType) (*v1alpha1.TerminationRun, error) {
-	kind, target, err := s.checkRevision(ctx, p, hook)
+	rev, err := s.checkRevision(ctx, p, hook)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.oneActiveRun(ctx, p, hook); err != nil {
 		return nil, err
 	}
-	policy, err := s.resolvePolicy(ctx, p, kind, target)
+	policy, err := s.resolvePolicy(ctx, p, rev.kind, rev.target)
 	if err != nil {
 		return nil, err
+	}
+	if hook == HookConfirmPromotion && policy.Spec.Gate.Drains() {
+		t, err := s.traffic(ctx, p.Namespace, rev.routing)
+		if err != nil {
+			return nil, err
+		}
+		if t.onPrimary {
+			return nil, &notDrainedError{policy: policy.Name, t: t}
+		}
 	}
 	pods, err := run.PolicyPods(ctx, s.c.Cache, policy)
 	if err != nil {

@@ -51,6 +51,9 @@ type Options struct {
 	// cache to show its own write, so that a check that follows it on the
 	// same replica sees it; default 5 s.
 	CacheWait time.Duration
+	// MeshProvider is Flagger's -mesh-provider: the provider of Canaries
+	// without spec.provider; default DefaultMeshProvider.
+	MeshProvider string
 	// Clock stamps overrides; default real time.
 	Clock clock.PassiveClock
 	// Logger receives server-side failures; default slog.Default().
@@ -72,6 +75,8 @@ type clients struct {
 	Recorder record.EventRecorder
 	// Synced waits, within ctx, until Cache has synced; nil: always.
 	Synced func(ctx context.Context) bool
+	// Routes: the Gateway API HTTPRoute kind is installed and cached.
+	Routes bool
 	// Canaries are Flagger's Canary objects; nil when Flagger's CRD is not
 	// installed (the canary's name is then taken as its target's).
 	Canaries *canaries

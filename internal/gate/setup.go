@@ -2,8 +2,11 @@ package gate
 
 import (
 	"context"
+
 	"fmt"
 	"log/slog"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -36,10 +39,18 @@ func New(mgr manager.Manager, authn *auth.Authenticator, authz *auth.Authorizer,
 	_, err := mgr.GetRESTMapper().RESTMapping(CanaryGVK.GroupKind(), CanaryGVK.Version)
 	switch {
 	case err == nil:
-		c.Canaries = &canaries{Cache: mgr.GetCache()}
+		c.Canaries = &canaries{Cache: mgr.GetCache(), DefaultProvider: opts.MeshProvider}
 		u := &unstructured.Unstructured{}
 		u.SetGroupVersionKind(CanaryGVK)
-		informers = append(informers, u)
+		// Where traffic goes: the apex Service's endpoints (provider
+		// kubernetes) and Gateway API routes (gatewayapi), if installed.
+		informers = append(informers, u, &discoveryv1.EndpointSlice{})
+		if _, err := mgr.GetRESTMapper().RESTMapping(HTTPRouteGVK.GroupKind(), HTTPRouteGVK.Version); err == nil {
+			r := &unstructured.Unstructured{}
+			r.SetGroupVersionKind(HTTPRouteGVK)
+			informers = append(informers, r)
+			c.Routes = true
+		}
 	case meta.IsNoMatchError(err):
 		log.Warn("Flagger's Canary kind is not installed: the gate starts no runs until it is (restart lastcall server after installing Flagger)")
 	default:

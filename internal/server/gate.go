@@ -12,6 +12,9 @@ type GateConfig struct {
 	MaxBodyBytes int64
 	// RunTTL deletes a gate run that long after it completed.
 	RunTTL time.Duration
+	// MeshProvider is Flagger's -mesh-provider, for Canaries without
+	// spec.provider.
+	MeshProvider string
 }
 
 // setupGate mounts the Flagger gate and the loadtester-compatible manual
@@ -20,6 +23,7 @@ func (s *Server) setupGate() error {
 	g, err := gate.New(s.mgr, s.Authn, s.Authz, gate.Options{
 		MaxBodyBytes: s.cfg.Gate.MaxBodyBytes,
 		RunTTL:       s.cfg.Gate.RunTTL,
+		MeshProvider: s.cfg.Gate.MeshProvider,
 		Logger:       s.log.With("component", "gate"),
 		Registerer:   s.registry,
 	})

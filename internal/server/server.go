@@ -111,7 +111,7 @@ var Defaults = Config{
 		PruneInterval:  state.DefaultPruneInterval,
 	},
 	MaxConcurrentRuns: run.DefaultMaxConcurrentRuns,
-	Gate:              GateConfig{MaxBodyBytes: gate.DefaultMaxBodyBytes, RunTTL: gate.DefaultRunTTL},
+	Gate:              GateConfig{MaxBodyBytes: gate.DefaultMaxBodyBytes, RunTTL: gate.DefaultRunTTL, MeshProvider: gate.DefaultMeshProvider},
 	Watch:             true,
 }
 
