@@ -133,6 +133,9 @@ func (s *Server) traffic(ctx context.Context, ns string, rt routing) (traffic, e
 		if err != nil {
 			return traffic{}, err
 		}
+		if n < 0 {
+			return decideTraffic(rt, nil, nil), nil
+		}
 		return decideTraffic(rt, nil, &n), nil
 	case strings.HasPrefix(rt.provider, "gatewayapi") && s.c.Routes:
 		w, err := s.primaryWeight(ctx, ns, rt.apex)
@@ -144,11 +147,16 @@ func (s *Server) traffic(ctx context.Context, ns string, rt routing) (traffic, e
 	return decideTraffic(rt, nil, nil), nil
 }
 
-// readyEndpoints counts the ready endpoints of Service ns/name.
+// readyEndpoints counts the ready endpoints of Service ns/name; -1 when it
+// has no EndpointSlice at all (not made yet, or not seen yet): unknown,
+// which the caller takes as "carries traffic".
 func (s *Server) readyEndpoints(ctx context.Context, ns, name string) (int, error) {
 	var slices discoveryv1.EndpointSliceList
 	if err := s.c.Cache.List(ctx, &slices, client.InNamespace(ns), client.MatchingLabels{discoveryv1.LabelServiceName: name}); err != nil {
 		return 0, fmt.Errorf("list EndpointSlices of %s/%s: %w", ns, name, err)
+	}
+	if len(slices.Items) == 0 {
+		return -1, nil
 	}
 	n := 0
 	for _, sl := range slices.Items {

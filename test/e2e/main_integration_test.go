@@ -17,8 +17,9 @@ func TestMain(m *testing.M) {
 	clustertest.Main(m, devcluster.Options{Nodes: 2}, installCRDs)
 }
 
-// installCRDs applies lastcall's CRDs and Flagger's, the latter straight
-// from the Flagger module in the Go module cache.
+// installCRDs applies lastcall's CRDs, Flagger's and the Gateway API's
+// (GatewayClass, Gateway, HTTPRoute), the latter two straight from their
+// modules in the Go module cache.
 func installCRDs(c *devcluster.Cluster) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -30,5 +31,9 @@ func installCRDs(c *devcluster.Cluster) error {
 	if err != nil || len(ours) == 0 {
 		return fmt.Errorf("no CRDs in ../../deploy/crds: %v", err)
 	}
-	return devcluster.InstallCRDs(ctx, c.Config(), append(ours, flagger)...)
+	gw, err := devcluster.GatewayAPICRDPaths(ctx)
+	if err != nil {
+		return err
+	}
+	return devcluster.InstallCRDs(ctx, c.Config(), append(append(ours, flagger), gw...)...)
 }

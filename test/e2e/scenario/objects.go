@@ -52,10 +52,62 @@ func deployment(replicas int32) *appsv1.Deployment {
 	}
 }
 
-// policy drains each old primary pod with POST /drain, one pod at a time so
-// the live view reads well. A failed attempt is retried by an exit handler
-// after retryBackoff, for the failed pods only.
-func policy(retryBackoff time.Duration) *v1alpha1.TerminationPolicy {
+// Mode is how Flagger moves traffic in a scenario, and so when the gate may
+// drain the old primary pods (docs/gate.md).
+type Mode string
+
+const (
+	// ModeBlueGreen: the gatewayapi:v1 provider, Blue/Green. The first
+	// confirm-promotion call passes without a drain (all traffic still on
+	// the primary); Flagger routes everything to the canary; the next call
+	// drains, and the promotion waits for it. The main scenario, with its
+	// faults.
+	ModeBlueGreen Mode = "gatewayapi-bluegreen"
+	// ModeProgressive: gatewayapi:v1, progressive canary to weight 100:
+	// confirm-promotion comes at primary weight 0, and drains.
+	ModeProgressive Mode = "gatewayapi-progressive"
+	// ModeKubernetes: the kubernetes provider (Blue/Green by Service
+	// selectors): the old primary pods take all traffic until Flagger
+	// replaces them, so nothing drains them; a snapshot policy
+	// (drainsTraffic: false) saves their state while they serve.
+	ModeKubernetes Mode = "kubernetes-bluegreen"
+)
+
+// Gateway is the Gateway the HTTPRoute names; no controller serves it (the
+// route's weights are the routing state the scenario checks).
+const Gateway = "edge"
+
+func (m Mode) gatewayAPI() bool { return m == ModeBlueGreen || m == ModeProgressive }
+
+// policy is the scenario's TerminationPolicy for mode: a drain for the
+// Gateway API modes, a state snapshot for the kubernetes provider.
+func policy(mode Mode, retryBackoff time.Duration) *v1alpha1.TerminationPolicy {
+	if mode == ModeKubernetes {
+		return snapshotPolicy()
+	}
+	return drainPolicy(retryBackoff)
+}
+
+// snapshotPolicy saves each old primary pod's state without stopping it
+// (drainsTraffic: false, so the gate runs it at any call).
+func snapshotPolicy() *v1alpha1.TerminationPolicy {
+	return &v1alpha1.TerminationPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: Policy},
+		Spec: v1alpha1.TerminationPolicySpec{
+			TargetRef: &v1alpha1.TargetRef{Kind: "Deployment", Name: Primary},
+			Gate:      v1alpha1.GatePolicy{DrainsTraffic: ptr.To(false)},
+			Steps: []v1alpha1.Step{{
+				Name:      "snapshot",
+				SaveState: &v1alpha1.SaveStateAction{Endpoint: v1alpha1.Endpoint{Port: AppPort, Path: "/state"}, Key: "{{.Pod.Name}}"},
+			}},
+		},
+	}
+}
+
+// drainPolicy drains each old primary pod with POST /drain, one pod at a
+// time so the live view reads well. A failed attempt is retried by an exit
+// handler after retryBackoff, for the failed pods only.
+func drainPolicy(retryBackoff time.Duration) *v1alpha1.TerminationPolicy {
 	return &v1alpha1.TerminationPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: Policy},
 		Spec: v1alpha1.TerminationPolicySpec{
@@ -83,27 +135,40 @@ func policy(retryBackoff time.Duration) *v1alpha1.TerminationPolicy {
 	}
 }
 
-// canary is the Flagger Canary: Kubernetes provider (blue/green), a few
-// short iterations, and lastcall's gate (through the recorder) as the
-// confirm-promotion webhook.
-func canary(interval time.Duration, gateURL string) *unstructured.Unstructured {
+// canary is the Flagger Canary for mode, with lastcall's gate (through the
+// recorder) as the confirm-promotion webhook.
+func canary(mode Mode, namespace string, interval time.Duration, gateURL string) *unstructured.Unstructured {
+	analysis := map[string]any{
+		"interval":  interval.String(),
+		"threshold": int64(2),
+		"webhooks": []any{map[string]any{
+			"name": "drain", "type": "confirm-promotion", "url": gateURL,
+		}},
+	}
+	service := map[string]any{"port": int64(AppPort)}
+	provider := "gatewayapi:v1"
+	switch mode {
+	case ModeKubernetes:
+		provider = "kubernetes"
+		analysis["iterations"] = int64(2)
+	case ModeProgressive:
+		analysis["maxWeight"], analysis["stepWeight"] = int64(100), int64(50)
+	default:
+		analysis["iterations"] = int64(2)
+	}
+	if mode.gatewayAPI() {
+		service["gatewayRefs"] = []any{map[string]any{"name": Gateway, "namespace": namespace}}
+	}
 	return &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "flagger.app/v1beta1",
 		"kind":       "Canary",
 		"metadata":   map[string]any{"name": App},
 		"spec": map[string]any{
-			"provider":                "kubernetes",
+			"provider":                provider,
 			"targetRef":               map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "name": App},
 			"progressDeadlineSeconds": int64(120),
-			"service":                 map[string]any{"port": int64(AppPort)},
-			"analysis": map[string]any{
-				"interval":   interval.String(),
-				"threshold":  int64(2),
-				"iterations": int64(2),
-				"webhooks": []any{map[string]any{
-					"name": "drain", "type": "confirm-promotion", "url": gateURL,
-				}},
-			},
+			"service":                 service,
+			"analysis":                analysis,
 		},
 	}}
 }

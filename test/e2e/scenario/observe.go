@@ -9,6 +9,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/dynamic/dynamicinformer"
 	"k8s.io/client-go/informers"
@@ -52,6 +53,17 @@ type RunChange struct {
 
 var runGVR = v1alpha1.GroupVersion.WithResource("terminationruns")
 
+// routeGVR is the Gateway API HTTPRoute Flagger's gatewayapi:v1 provider
+// writes.
+var routeGVR = schema.GroupVersionResource{Group: "gateway.networking.k8s.io", Version: "v1", Resource: "httproutes"}
+
+// RouteChange is the HTTPRoute's weights as first seen: where Flagger
+// sends the traffic.
+type RouteChange struct {
+	At              time.Time
+	Primary, Canary int64
+}
+
 // observer follows the Canary, the primary Deployment and the runs of a
 // namespace through watches and keeps every change with the time it was seen.
 type observer struct {
@@ -65,17 +77,21 @@ type observer struct {
 	runs     map[string]*v1alpha1.TerminationRun
 	runOrder []string // names in order of first sight
 	changes  []RunChange
+	routes   []RouteChange
 }
 
 func newObserver(ns string, onLog func(string, ...any)) *observer {
 	return &observer{ns: ns, onLog: onLog, runs: map[string]*v1alpha1.TerminationRun{}}
 }
 
-func (o *observer) run(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface) error {
+func (o *observer) run(ctx context.Context, cs kubernetes.Interface, dyn dynamic.Interface, routes bool) error {
 	df := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dyn, 0, o.ns, nil)
 	handlers := map[cache.SharedIndexInformer]func(any){
 		df.ForResource(canaryGVR).Informer(): o.onCanary,
 		df.ForResource(runGVR).Informer():    o.onRun,
+	}
+	if routes {
+		handlers[df.ForResource(routeGVR).Informer()] = o.onRoute
 	}
 	tf := informers.NewSharedInformerFactoryWithOptions(cs, 0, informers.WithNamespace(o.ns))
 	handlers[tf.Apps().V1().Deployments().Informer()] = o.onDeployment
@@ -117,6 +133,41 @@ func (o *observer) onCanary(obj any) {
 		o.phases = append(o.phases, PhaseChange{At: time.Now(), Phase: st.Phase})
 		o.onLog("canary %s", st.Phase)
 	}
+}
+
+// onRoute records the primary and canary weights of the app's HTTPRoute.
+func (o *observer) onRoute(obj any) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok || u.GetName() != App {
+		return
+	}
+	var c RouteChange
+	rules, _, _ := unstructured.NestedSlice(u.Object, "spec", "rules")
+	for _, r := range rules {
+		refs, _, _ := unstructured.NestedSlice(r.(map[string]any), "backendRefs")
+		for _, b := range refs {
+			ref := b.(map[string]any)
+			name, _, _ := unstructured.NestedString(ref, "name")
+			w, found, _ := unstructured.NestedInt64(ref, "weight")
+			if !found {
+				w = 1
+			}
+			switch name {
+			case Primary:
+				c.Primary += w
+			case App + "-canary":
+				c.Canary += w
+			}
+		}
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if n := len(o.routes); n > 0 && o.routes[n-1].Primary == c.Primary && o.routes[n-1].Canary == c.Canary {
+		return
+	}
+	c.At = time.Now()
+	o.routes = append(o.routes, c)
+	o.onLog("HTTPRoute %s: primary %d, canary %d", App, c.Primary, c.Canary)
 }
 
 func (o *observer) onDeployment(obj any) {

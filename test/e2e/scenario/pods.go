@@ -34,6 +34,8 @@ type PodRecord struct {
 	DeletionSeen  time.Time // the pod was first seen with a deletionTimestamp
 	Gone          time.Time // the pod object was removed
 	Drains        []DrainCall
+	// Saves are the times the pod answered GET /state (a snapshot step).
+	Saves []time.Time
 }
 
 // Drained reports the end of the first successful drain, if any.
@@ -140,11 +142,14 @@ func (s *podServers) listen(ip string) error {
 	}
 	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, 1<<20))
-		if r.Method != http.MethodPost || r.URL.Path != "/drain" {
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/drain":
+			s.serveDrain(w, r, ip)
+		case r.Method == http.MethodGet && r.URL.Path == "/state":
+			s.serveState(w, ip)
+		default:
 			w.WriteHeader(http.StatusOK)
-			return
 		}
-		s.serveDrain(w, r, ip)
 	})}
 	s.servers[ip] = srv
 	go func() { _ = srv.Serve(l) }()
@@ -169,6 +174,23 @@ func (s *podServers) serveDrain(w http.ResponseWriter, r *http.Request, ip strin
 	s.onLog("pod %s answered /drain %d", rec.Name, call.Status)
 }
 
+// serveState answers a snapshot of the pod's state, and keeps on serving:
+// the app is not stopped by it.
+func (s *podServers) serveState(w http.ResponseWriter, ip string) {
+	s.mu.Lock()
+	rec := s.pods[s.owner[ip]]
+	if rec != nil {
+		rec.Saves = append(rec.Saves, time.Now())
+	}
+	s.mu.Unlock()
+	if rec == nil {
+		http.Error(w, "no pod holds "+ip, http.StatusNotFound)
+		return
+	}
+	_, _ = io.WriteString(w, "state of "+rec.Name)
+	s.onLog("pod %s served its state", rec.Name)
+}
+
 // records returns copies of every pod's record, sorted by name.
 func (s *podServers) records() []PodRecord {
 	s.mu.Lock()
@@ -177,6 +199,7 @@ func (s *podServers) records() []PodRecord {
 	for _, r := range s.pods {
 		c := *r
 		c.Drains = append([]DrainCall(nil), r.Drains...)
+		c.Saves = append([]time.Time(nil), r.Saves...)
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

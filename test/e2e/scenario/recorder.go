@@ -35,6 +35,12 @@ type GateCall struct {
 // Open reports whether Flagger took the answer as "go on" (it accepts up to 202).
 func (c GateCall) Open() bool { return c.Status >= 200 && c.Status <= 202 }
 
+// Undrained reports a pass without a run: the old primary pods carried
+// traffic (Deferred: a later call drains; NotDrained: none will).
+func (c GateCall) Undrained() bool {
+	return c.Open() && (c.Answer.Phase == "Deferred" || c.Answer.Phase == "NotDrained")
+}
+
 // gateRecorder sits between Flagger and lastcall's gate and records each
 // call and answer, which Flagger itself only logs. It passes requests and
 // answers through unchanged; when lastcall is down it answers 502, as a

@@ -12,6 +12,7 @@ import (
 // Report is what happened in a scenario, with the time each thing was seen.
 // Times of one kind are comparable: all come from this process's clock.
 type Report struct {
+	Mode  Mode
 	Start time.Time
 	// Moments the scenario acted or saw a stage end. RunFailed is when the
 	// gate run was first seen failing (a pod out of steps and retries).
@@ -35,14 +36,17 @@ type Report struct {
 	Images     []ImageChange
 	RunChanges []RunChange
 	Pods       []PodRecord
+	// Routes is the HTTPRoute's weights as they changed (Gateway API modes).
+	Routes []RouteChange
 	// Logs lists the log files of the processes (Flagger, each lastcall start).
 	Logs []string
 }
 
-// FirstOpen is the first answer that let Flagger go on.
+// FirstOpen is the first answer that let Flagger promote: a 200 for a run
+// (not a pass without one while the primary carried traffic).
 func (r *Report) FirstOpen() (GateCall, bool) {
 	for _, c := range r.GateCalls {
-		if c.Open() {
+		if c.Open() && !c.Undrained() {
 			return c, true
 		}
 	}
@@ -67,6 +71,7 @@ func (s *Scenario) finish(ctx context.Context) *Report {
 	phases := append([]PhaseChange(nil), s.obs.phases...)
 	images := append([]ImageChange(nil), s.obs.images...)
 	changes := append([]RunChange(nil), s.obs.changes...)
+	routes := append([]RouteChange(nil), s.obs.routes...)
 	s.obs.mu.Unlock()
 	calls := s.gate.all()
 	pods := s.pods.records()
@@ -77,6 +82,7 @@ func (s *Scenario) finish(ctx context.Context) *Report {
 		r.Runs = runs.Items
 	}
 	r.GateCalls, r.Phases, r.Images, r.RunChanges, r.Pods = calls, phases, images, changes, pods
+	r.Routes, r.Mode = routes, s.cfg.Mode
 	if s.flagger != nil {
 		r.Logs = append(r.Logs, s.flagger.LogPath())
 	}
@@ -94,7 +100,9 @@ type Snapshot struct {
 	LastGate   *GateCall
 	GateCalls  int
 	Run        *v1alpha1.TerminationRun
-	Log        []string // the last lines of the scenario's log
+	// Route is the HTTPRoute's weights as last seen (Gateway API modes).
+	Route *RouteChange
+	Log   []string // the last lines of the scenario's log
 }
 
 // Snapshot returns the current state; safe to call while Run runs.
@@ -102,6 +110,10 @@ func (s *Scenario) Snapshot(logLines int) Snapshot {
 	snap := Snapshot{Now: time.Now(), Run: s.gateRun()}
 	s.obs.mu.Lock()
 	snap.Canary = s.obs.canary
+	if n := len(s.obs.routes); n > 0 {
+		rc := s.obs.routes[n-1]
+		snap.Route = &rc
+	}
 	s.obs.mu.Unlock()
 	calls := s.gate.all()
 	snap.GateCalls = len(calls)

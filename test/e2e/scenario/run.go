@@ -16,6 +16,7 @@ const (
 	StageStart      = "starting lastcall server and Flagger"
 	StageInitialize = "Flagger initializes the canary (creates " + Primary + ")"
 	StageAnalysis   = "v2 released: Flagger analyses the canary, then asks the gate"
+	StageRollout    = "v2 released: Flagger analyses, asks the gate and promotes"
 	StageKill       = "killing lastcall server mid-run (SIGKILL)"
 	StageRestart    = "restarting lastcall server"
 	StageFailing    = "a pod's drain fails: the attempt fails, the gate must hold"
@@ -32,10 +33,11 @@ func (s *Scenario) Run(ctx context.Context) (*Report, error) {
 	s.mu.Lock()
 	s.report.Start = time.Now()
 	s.mu.Unlock()
-	steps := []struct {
+	type step struct {
 		stage string
 		do    func(context.Context) error
-	}{
+	}
+	steps := []step{
 		{StageStart, s.start},
 		{StageInitialize, s.initialize},
 		{StageAnalysis, s.releaseAndWaitForDrain},
@@ -44,6 +46,19 @@ func (s *Scenario) Run(ctx context.Context) (*Report, error) {
 		{StageFailing, s.waitHoldingFailedRun},
 		{StagePromote, s.waitPromoted},
 		{StageCleanup, s.waitOldPodsGone},
+	}
+	if s.cfg.Mode != ModeBlueGreen {
+		steps = []step{
+			{StageStart, s.start},
+			{StageInitialize, s.initialize},
+			{StageRollout, func(ctx context.Context) error {
+				if err := s.release(ctx); err != nil {
+					return err
+				}
+				return s.waitPromoted(ctx)
+			}},
+			{StageCleanup, s.waitOldPodsGone},
+		}
 	}
 	for _, st := range steps {
 		s.setStage(st.stage)
@@ -63,12 +78,12 @@ func (s *Scenario) start(ctx context.Context) error {
 	if _, err := s.cs.AppsV1().Deployments(ns).Create(ctx, deployment(s.cfg.Replicas), metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create deployment: %w", err)
 	}
-	pol := policy(s.cfg.RetryBackoff)
+	pol := policy(s.cfg.Mode, s.cfg.RetryBackoff)
 	pol.Namespace = ns
 	if err := s.c.Create(ctx, pol); err != nil {
 		return fmt.Errorf("create policy: %w", err)
 	}
-	if _, err := s.dyn.Resource(canaryGVR).Namespace(ns).Create(ctx, canary(s.cfg.Interval, s.gateURL), metav1.CreateOptions{}); err != nil {
+	if _, err := s.dyn.Resource(canaryGVR).Namespace(ns).Create(ctx, canary(s.cfg.Mode, ns, s.cfg.Interval, s.gateURL), metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("create canary: %w", err)
 	}
 	return nil
@@ -85,6 +100,22 @@ func (s *Scenario) initialize(ctx context.Context) error {
 // releaseAndWaitForDrain picks the pod that will fail, rolls out v2 and
 // waits until the gate's run is draining a healthy old pod.
 func (s *Scenario) releaseAndWaitForDrain(ctx context.Context) error {
+	if err := s.release(ctx); err != nil {
+		return err
+	}
+	return s.waitFor(ctx, 3*time.Minute, "the gate run to drain a pod", func() (bool, error) {
+		select {
+		case <-s.inFlight:
+			return true, nil
+		default:
+			return false, nil
+		}
+	})
+}
+
+// release records the old primary pods (in the main scenario the last one
+// is to fail its drain) and rolls out v2.
+func (s *Scenario) release(ctx context.Context) error {
 	var old []string
 	for _, p := range s.pods.records() {
 		if p.App == Primary && p.DeletionSeen.IsZero() && p.IP != "" {
@@ -96,7 +127,10 @@ func (s *Scenario) releaseAndWaitForDrain(ctx context.Context) error {
 	}
 	sort.Strings(old)
 	s.mu.Lock()
-	s.report.OldPrimary, s.report.FailingPod = old, old[len(old)-1]
+	s.report.OldPrimary = old
+	if s.cfg.Mode == ModeBlueGreen {
+		s.report.FailingPod = old[len(old)-1]
+	}
 	s.mu.Unlock()
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		d, err := s.cs.AppsV1().Deployments(s.cfg.Namespace).Get(ctx, App, metav1.GetOptions{})
@@ -111,15 +145,8 @@ func (s *Scenario) releaseAndWaitForDrain(ctx context.Context) error {
 		return fmt.Errorf("release v2: %w", err)
 	}
 	s.mark(&s.report.Released)
-	s.logf("released %s (failing pod: %s)", image("2.0"), s.report.FailingPod)
-	return s.waitFor(ctx, 3*time.Minute, "the gate run to drain a pod", func() (bool, error) {
-		select {
-		case <-s.inFlight:
-			return true, nil
-		default:
-			return false, nil
-		}
-	})
+	s.logf("released %s (failing pod: %s)", image("2.0"), orDash(s.report.FailingPod))
+	return nil
 }
 
 func (s *Scenario) kill(ctx context.Context) error {

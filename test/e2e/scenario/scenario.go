@@ -35,6 +35,10 @@ type Config struct {
 	// LastcallBinary and FlaggerBinary are the programs to run (see
 	// BuildLastcall and devcluster.EnsurePeers).
 	LastcallBinary, FlaggerBinary string
+	// Mode is how Flagger moves the traffic; default ModeBlueGreen, the
+	// main scenario (with its faults). The other modes play a plain
+	// rollout.
+	Mode Mode
 	// Replicas of the app; default 3.
 	Replicas int32
 	// Interval is Flagger's analysis interval; default and minimum 10s
@@ -101,6 +105,9 @@ func New(cfg Config) (*Scenario, error) {
 	if cfg.Replicas == 0 {
 		cfg.Replicas = 3
 	}
+	if cfg.Mode == "" {
+		cfg.Mode = ModeBlueGreen
+	}
 	s := &Scenario{cfg: cfg, inFlight: make(chan struct{}), killed: make(chan struct{})}
 	var err error
 	if s.cs, err = kubernetes.NewForConfig(cfg.Cluster); err != nil {
@@ -148,7 +155,7 @@ func (s *Scenario) drain(ctx context.Context, pod string) int {
 	if pod == failing && !s.recovered.Load() {
 		return http.StatusServiceUnavailable
 	}
-	if s.isOldPrimary(pod) && s.hungOnce.CompareAndSwap(false, true) {
+	if s.cfg.Mode == ModeBlueGreen && s.isOldPrimary(pod) && s.hungOnce.CompareAndSwap(false, true) {
 		s.mu.Lock()
 		s.report.HeldPod = pod
 		s.mu.Unlock()
@@ -214,7 +221,7 @@ func (s *Scenario) startAll(ctx context.Context) error {
 	if err := s.pods.run(bg, s.cs); err != nil {
 		return err
 	}
-	if err := s.obs.run(bg, s.cs, s.dyn); err != nil {
+	if err := s.obs.run(bg, s.cs, s.dyn, s.cfg.Mode.gatewayAPI()); err != nil {
 		return err
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -3,6 +3,7 @@ package scenario
 import (
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 )
@@ -19,6 +20,8 @@ const (
 	CheckPromoted = "Flagger promotes once the run Succeeded"
 	CheckDrained  = "each old primary pod was drained before it was deleted"
 	CheckKill     = "a SIGKILLed lastcall neither opens the gate early nor starts a second run"
+	CheckService  = "no pod was drained while it was a ready endpoint with a share of the traffic"
+	CheckSnapshot = "the old primary pods' state was saved while they kept serving, and nothing drained them"
 )
 
 // Verify checks the Report of a completed scenario. Times are compared only
@@ -29,12 +32,101 @@ func (r *Report) Verify() []Check {
 	if !ok {
 		return []Check{{Name: CheckPromoted, Problems: []string{"the gate never answered 200"}}}
 	}
+	switch r.Mode {
+	case ModeKubernetes:
+		return []Check{
+			{CheckPromoted, r.checkPromoted(open)},
+			{CheckService, r.checkInService()},
+			{CheckSnapshot, r.checkSnapshot(open)},
+		}
+	case ModeProgressive:
+		return []Check{
+			{CheckPromoted, r.checkPromoted(open)},
+			{CheckDrained, r.checkDrained(open)},
+			{CheckService, r.checkInService()},
+		}
+	}
 	return []Check{
 		{CheckHeld, r.checkHeld(open)},
 		{CheckPromoted, r.checkPromoted(open)},
 		{CheckDrained, r.checkDrained(open)},
 		{CheckKill, r.checkKill(open)},
+		{CheckService, r.checkInService()},
 	}
+}
+
+// checkInService: when each drain request reached a pod, the pod took no
+// traffic. In the Gateway API modes, the HTTPRoute as last seen before the
+// request gave the primary weight 0: the observer sees a route change
+// within milliseconds, and the call that may drain comes an analysis
+// interval (10 s) after Flagger switched the route. With the kubernetes
+// provider, the pod was not a ready endpoint of the app's Service.
+func (r *Report) checkInService() []string {
+	var out []string
+	for _, p := range r.Pods {
+		for _, d := range p.Drains {
+			if r.Mode.gatewayAPI() {
+				w, seen := r.primaryWeightAt(d.Start)
+				switch {
+				case !seen:
+					out = append(out, fmt.Sprintf("pod %s drained at %s before any HTTPRoute was seen", p.Name, since(r.Start, d.Start)))
+				case p.App == Primary && w > 0:
+					out = append(out, fmt.Sprintf("pod %s drained at %s while the HTTPRoute gave the primary weight %d", p.Name, since(r.Start, d.Start), w))
+				}
+				continue
+			}
+			if r.readyAt(p.Name, d.Start) {
+				out = append(out, fmt.Sprintf("pod %s drained at %s while it was a ready endpoint of Service %s", p.Name, since(r.Start, d.Start), App))
+			}
+		}
+	}
+	return out
+}
+
+// primaryWeightAt is the primary's weight in the HTTPRoute as last seen at t.
+func (r *Report) primaryWeightAt(t time.Time) (int64, bool) {
+	w, seen := int64(0), false
+	for _, c := range r.Routes {
+		if c.At.After(t) {
+			break
+		}
+		w, seen = c.Primary, true
+	}
+	return w, seen
+}
+
+// readyAt reports whether pod was a ready endpoint of the app's Service at
+// t, as the EndpointSlice controller would list it: the Service selects the
+// primary's pods (Flagger's kubernetes provider), from when the pod served
+// until its deletion. (The dev cluster's pod IPs are loopback addresses,
+// which EndpointSlice validation refuses, so no slice exists to watch.)
+func (r *Report) readyAt(pod string, t time.Time) bool {
+	p, ok := r.Pod(pod)
+	return ok && p.App == Primary && !p.Serving.IsZero() && !p.Serving.After(t) && (p.DeletionSeen.IsZero() || p.DeletionSeen.After(t))
+}
+
+// checkSnapshot: with the kubernetes provider nothing drained the old
+// primary pods; the snapshot policy saved each one's state before it was
+// deleted and before the gate opened, while it was still serving.
+func (r *Report) checkSnapshot(open GateCall) []string {
+	var out []string
+	if len(r.OldPrimary) == 0 {
+		return []string{"no old primary pods"}
+	}
+	for _, name := range r.OldPrimary {
+		p, _ := r.Pod(name)
+		switch {
+		case len(p.Drains) > 0:
+			out = append(out, fmt.Sprintf("pod %s got %d drain requests", name, len(p.Drains)))
+		case len(p.Saves) == 0:
+			out = append(out, fmt.Sprintf("pod %s's state was never read", name))
+		case !p.Saves[0].Before(open.At):
+			out = append(out, fmt.Sprintf("pod %s's state was read at %s, after the gate opened at %s", name, since(r.Start, p.Saves[0]), since(r.Start, open.At)))
+		case !r.readyAt(name, p.Saves[0]):
+			out = append(out, fmt.Sprintf("pod %s was not serving when its state was saved at %s", name, since(r.Start, p.Saves[0])))
+		}
+	}
+	return out
 }
 
 // checkHeld: every answer before the run Succeeded was "not yet", both while
@@ -44,7 +136,7 @@ func (r *Report) checkHeld(open GateCall) []string {
 	var out []string
 	inProgress := false
 	for _, c := range r.GateCalls {
-		if c.Open() && c.Answer.Phase != string(v1alpha1.RunSucceeded) {
+		if c.Open() && !c.Undrained() && c.Answer.Phase != string(v1alpha1.RunSucceeded) {
 			out = append(out, fmt.Sprintf("gate answered %d for a run in phase %q: %s", c.Status, c.Answer.Phase, c.Answer.Message))
 		}
 		if c.At.Before(r.RunFailed) && c.Status == http.StatusForbidden &&
@@ -103,8 +195,9 @@ func (r *Report) checkPromoted(open GateCall) []string {
 	}
 	for _, run := range r.Runs {
 		st := run.Status
-		if st.Phase != v1alpha1.RunSucceeded || st.PodsDone != st.PodsTotal || st.Attempt < 2 {
-			out = append(out, fmt.Sprintf("run %s ended %s, %d/%d pods, attempt %d; want Succeeded, all pods, after a retry", run.Name, st.Phase, st.PodsDone, st.PodsTotal, st.Attempt))
+		retried := r.Mode != ModeBlueGreen || st.Attempt >= 2 // the main scenario fails one attempt
+		if st.Phase != v1alpha1.RunSucceeded || st.PodsDone != st.PodsTotal || !retried {
+			out = append(out, fmt.Sprintf("run %s ended %s, %d/%d pods, attempt %d; want Succeeded, all pods (after a retry in the main scenario)", run.Name, st.Phase, st.PodsDone, st.PodsTotal, st.Attempt))
 		}
 	}
 	return out
@@ -131,7 +224,7 @@ func (r *Report) checkDrained(open GateCall) []string {
 			out = append(out, fmt.Sprintf("pod %s drained at %s, after the gate opened at %s", name, since(r.Start, drained), since(r.Start, open.At)))
 		}
 	}
-	if f, _ := r.Pod(r.FailingPod); len(f.Drains) == 0 || f.Drains[0].Status == http.StatusOK {
+	if f, _ := r.Pod(r.FailingPod); r.FailingPod != "" && (len(f.Drains) == 0 || f.Drains[0].Status == http.StatusOK) {
 		out = append(out, fmt.Sprintf("the failing pod %s did not refuse its first drain", r.FailingPod))
 	}
 	return out
@@ -167,7 +260,7 @@ func (r *Report) checkKill(open GateCall) []string {
 		if c.Answer.Run != "" && c.Answer.Run != final.Name {
 			out = append(out, fmt.Sprintf("gate answered about run %s at %s, want only %s", c.Answer.Run, since(r.Start, c.At), final.Name))
 		}
-		if c.Open() && c.At.Before(r.Restarted) {
+		if c.Open() && !c.Undrained() && c.At.Before(r.Restarted) {
 			out = append(out, fmt.Sprintf("gate opened at %s, before the restart", since(r.Start, c.At)))
 		}
 	}
