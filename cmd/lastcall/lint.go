@@ -6,6 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lastcall-dev/lastcall/internal/gate"
 	"github.com/lastcall-dev/lastcall/internal/lint"
 )
 
@@ -60,6 +61,7 @@ its input.`,
 	f := cmd.Flags()
 	f.DurationVar(&opts.MinShutdown, "min-shutdown", lint.DefaultMinShutdown, "least time an app should get between SIGTERM and SIGKILL")
 	f.DurationVar(&opts.NodeShutdownGrace, "node-shutdown-grace", 0, "time a node shutdown gives pods (kubelet shutdownGracePeriod or the node agent's budget); 0 skips the check")
+	f.StringVar(&opts.MeshProvider, "flagger-mesh-provider", gate.DefaultMeshProvider, "Flagger's -mesh-provider, for Canaries without spec.provider (decides whether the gate can ever drain their old pods)")
 	f.StringVarP(&output, "output", "o", "text", "text or json")
 	f.BoolVar(&strict, "strict", false, "fail on warnings too")
 	return cmd

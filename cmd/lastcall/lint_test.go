@@ -21,12 +21,12 @@ func runLint(t *testing.T, stdin string, args ...string) (string, error) {
 
 func TestLintCommand(t *testing.T) {
 	out, err := runLint(t, "", "../../internal/lint/testdata/mistakes.yaml", "--node-shutdown-grace=45s")
-	if err == nil || err.Error() != "2 errors, 4 warnings" || !strings.Contains(out, "[prestop-budget-exceeds-grace]") {
+	if err == nil || err.Error() != "2 errors, 5 warnings" || !strings.Contains(out, "[prestop-budget-exceeds-grace]") {
 		t.Errorf("lint of the mistakes: %v\n%s", err, out)
 	}
 	out, err = runLint(t, "", "-o", "json", "../../internal/lint/testdata/mistakes.yaml")
 	var findings []map[string]string
-	if jerr := json.Unmarshal([]byte(strings.SplitN(out, "Error:", 2)[0]), &findings); jerr != nil || len(findings) != 5 || err == nil {
+	if jerr := json.Unmarshal([]byte(strings.SplitN(out, "Error:", 2)[0]), &findings); jerr != nil || len(findings) != 6 || err == nil {
 		t.Errorf("JSON report: %v %v, %d findings\n%s", err, jerr, len(findings), out)
 	}
 	if out, err := runLint(t, "", "../../deploy"); err != nil || !strings.Contains(out, "0 errors, 0 warnings") {

@@ -113,7 +113,11 @@ func setup(ctx context.Context, c *devcluster.Cluster, work string) (*scenario.S
 	if err != nil || len(ours) == 0 {
 		return nil, fmt.Errorf("no CRDs in deploy/crds: run from the checkout's root (make demo)")
 	}
-	if err := devcluster.InstallCRDs(ctx, c.Config(), append(ours, flaggerCRDs)...); err != nil {
+	gatewayCRDs, err := devcluster.GatewayAPICRDPaths(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := devcluster.InstallCRDs(ctx, c.Config(), append(append(ours, flaggerCRDs), gatewayCRDs...)...); err != nil {
 		return nil, err
 	}
 	bin, err := scenario.BuildLastcall(ctx, ".", work)

@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
@@ -201,4 +202,15 @@ func (s *Server) primaryWeight(ctx context.Context, ns, apex string) (*int64, er
 		}
 	}
 	return &total, nil
+}
+
+// NeverDrains says whether, in the mode a Canary's spec gives Flagger, the
+// old primary pods carry traffic at every confirm-promotion call until they
+// are replaced, so that the gate never runs a draining policy for it, and
+// why. defaultProvider stands for Flagger's -mesh-provider when the Canary
+// has no spec.provider. It reads only the spec: `lastcall lint` uses it on
+// manifests.
+func NeverDrains(canary *unstructured.Unstructured, defaultProvider string) (bool, string) {
+	t := decideTraffic(routingOf(canary, cmp.Or(defaultProvider, DefaultMeshProvider)), nil, nil)
+	return t.never, t.why
 }

@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
@@ -31,6 +33,8 @@ type Object struct {
 	Pod      *corev1.PodTemplateSpec
 	Replicas *int32 // nil when the kind has no replicas field or it is unset
 	PDB      *policyv1.PodDisruptionBudget
+	// Canary is a Flagger Canary, as written.
+	Canary *unstructured.Unstructured
 }
 
 // ID names the object as kubectl would.
@@ -86,8 +90,9 @@ func Load(name string, r io.Reader) ([]Object, error) {
 }
 
 type typeMeta struct {
-	Kind  string            `json:"kind"`
-	Items []json.RawMessage `json:"items"`
+	APIVersion string            `json:"apiVersion"`
+	Kind       string            `json:"kind"`
+	Items      []json.RawMessage `json:"items"`
 }
 
 // decode turns one document into objects; depth bounds nested Lists.
@@ -154,6 +159,13 @@ func decode(src string, raw json.RawMessage, depth int) ([]Object, error) {
 		var j batchv1.Job
 		err = json.Unmarshal(raw, &j)
 		o.Namespace, o.Name, o.Pod = j.Namespace, j.Name, &j.Spec.Template
+	case "Canary":
+		if !strings.HasPrefix(tm.APIVersion, "flagger.app/") {
+			return nil, nil
+		}
+		u := &unstructured.Unstructured{}
+		err = u.UnmarshalJSON(raw)
+		o.Namespace, o.Name, o.Canary = u.GetNamespace(), u.GetName(), u
 	case "CronJob":
 		var c batchv1.CronJob
 		err = json.Unmarshal(raw, &c)

@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 	"time"
 
+	"github.com/lastcall-dev/lastcall/internal/gate"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -29,6 +32,7 @@ const (
 	RuleHelperFlags       = "prestop-flags"
 	RuleNodeBudget        = "grace-exceeds-node-shutdown"
 	RulePDBBlocksEviction = "pdb-blocks-eviction"
+	RuleGateNeverDrains   = "gate-never-drains"
 )
 
 // Finding is one mistake, with where it is and what to do.
@@ -50,6 +54,9 @@ type Options struct {
 	// kubelet's shutdownGracePeriod, or the node agent's budget); 0 skips
 	// the check.
 	NodeShutdownGrace time.Duration
+	// MeshProvider is Flagger's -mesh-provider, for Canaries without
+	// spec.provider; default gate.DefaultMeshProvider.
+	MeshProvider string
 }
 
 // DefaultMinShutdown matches lastcall prestop's default --reserve.
@@ -70,6 +77,9 @@ func Check(objs []Object, opts Options) []Finding {
 		}
 		if o.PDB != nil {
 			out = append(out, checkPDB(o, objs)...)
+		}
+		if o.Canary != nil {
+			out = append(out, checkCanary(o, opts)...)
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool {
@@ -206,4 +216,29 @@ func blocks(pdb *policyv1.PodDisruptionBudget, n int32) string {
 		}
 	}
 	return ""
+}
+
+// checkCanary warns about a Canary whose confirm-promotion webhook is
+// lastcall's gate in a mode where the old primary pods serve traffic until
+// Flagger replaces them: the gate never runs a draining policy there.
+func checkCanary(o Object, opts Options) []Finding {
+	hooks, _, _ := unstructured.NestedSlice(o.Canary.Object, "spec", "analysis", "webhooks")
+	gated := false
+	for _, h := range hooks {
+		m, _ := h.(map[string]any)
+		typ, _ := m["type"].(string)
+		url, _ := m["url"].(string)
+		if typ == "confirm-promotion" && strings.Contains(url, "/flagger/gate") {
+			gated = true
+		}
+	}
+	if !gated {
+		return nil
+	}
+	never, why := gate.NeverDrains(o.Canary, opts.MeshProvider)
+	if !never {
+		return nil
+	}
+	return []Finding{{Rule: RuleGateNeverDrains, Severity: SeverityWarning, Source: o.Source, Object: o.ID(),
+		Message: fmt.Sprintf("%s: lastcall's gate passes its confirm-promotion calls without running a policy that drains (drainsTraffic: true); the old pods leave through their own preStop hook (lastcall prestop), and a snapshot policy (drainsTraffic: false) still runs (docs/gate.md)", why)}}
 }

@@ -16,6 +16,9 @@ func WriteSnapshot(w io.Writer, s Snapshot) error {
 	fmt.Fprintf(w, "stage    %s\n", s.Stage)
 	c := s.Canary
 	fmt.Fprintf(w, "flagger  phase %-17s iterations %d  failed checks %d\n", orDash(c.Phase), c.Iterations, c.FailedChecks)
+	if r := s.Route; r != nil {
+		fmt.Fprintf(w, "traffic  HTTPRoute %s: primary %d%%, canary %d%%  (the gate drains the primary only at 0)\n", App, r.Primary, r.Canary)
+	}
 	if c.Message != "" {
 		fmt.Fprintf(w, "         %s\n", c.Message)
 	}
