@@ -19,7 +19,7 @@ export GOFLAGS := $(strip $(GOFLAGS) -trimpath)
 # need it.
 TESTFLAGS ?= -ldflags=-w
 
-.PHONY: docs deps bench all build test lint fmt-check vet staticcheck unit integration devcluster minio demo generate verify-generate clean
+.PHONY: images push docs deps bench all build test lint fmt-check vet staticcheck unit integration devcluster minio demo generate verify-generate clean
 
 all: build
 
@@ -99,6 +99,20 @@ demo: devcluster
 	./hack/demo.sh
 
 # CRDs and deepcopy come from the API types; never edit them by hand.
+# OCI images without Docker (internal/image, go-containerregistry):
+# lastcall, lastcall-prestop and the test node's lastcall-pause, each for
+# linux/amd64 and linux/arm64 in one index, in bin/images/<name> (an OCI
+# layout) and bin/images/<name>.tar. Reproducible: every time in them is
+# the commit's (or SOURCE_DATE_EPOCH).
+images:
+	$(GO) run ./cmd/lastcall-dev images --out $(BIN)/images --version $(VERSION)
+
+# Pushes what `make images` built; for a release (no registry is reachable
+# from CI). Credentials from the Docker config (docker login / crane auth).
+push:
+	@test -n "$(REGISTRY)" || { echo "usage: make push REGISTRY=ghcr.io/you"; exit 1; }
+	$(GO) run ./cmd/lastcall-dev push --dir $(BIN)/images --registry $(REGISTRY)
+
 # docs/reference (one page per command, generated from the cobra commands)
 # and the CLI golden files in cmd/lastcall/testdata/golden;
 # TestFlagReferenceIsCurrent fails when they drift.

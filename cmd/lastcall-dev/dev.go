@@ -28,7 +28,7 @@ on 2 cores) and caches them; later starts take seconds. For development and
 tests only: the shipped lastcall binary does not include it.`,
 	}
 	cmd.PersistentFlags().StringVar(&opts.dir, "dir", "", "cluster directory: certificates, etcd data, logs, kubeconfig (default <user cache dir>/lastcall/dev)")
-	cmd.AddCommand(newDevUpCommand(opts), newDevDownCommand(opts), newDevStatusCommand(opts), newDevBuildCommand())
+	cmd.AddCommand(newDevUpCommand(opts), newDevDownCommand(opts), newDevStatusCommand(opts), newDevBuildCommand(), newImagesCommand(), newPushCommand())
 	return cmd
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -59,5 +60,29 @@ func TestExitCodes(t *testing.T) {
 				t.Errorf("exit %d, want %d; output lacks %q:\n%s%s", code, tc.code, tc.out, stdout.String(), stderr.String())
 			}
 		})
+	}
+}
+
+// TestInstallCopiesTheBinaryIntoASharedDirectory: what an initContainer of
+// the lastcall-prestop image runs to hand the helper to an app image that
+// lacks it; the copy runs and answers like the original.
+func TestInstallCopiesTheBinaryIntoASharedDirectory(t *testing.T) {
+	shared := t.TempDir()
+	out, err := exec.Command(bins.prestop, "install", shared).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "installed "+filepath.Join(shared, "lastcall-prestop")) {
+		t.Fatalf("install: %v\n%s", err, out)
+	}
+	fi, err := os.Stat(filepath.Join(shared, "lastcall-prestop"))
+	if err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("installed file: %v %v", fi, err)
+	}
+	if out, err := exec.Command(filepath.Join(shared, "lastcall-prestop"), "version").CombinedOutput(); err != nil || !strings.HasPrefix(string(out), "lastcall-prestop ") {
+		t.Fatalf("the copy: %v\n%s", err, out)
+	}
+	if entries, _ := os.ReadDir(shared); len(entries) != 1 {
+		t.Fatalf("left behind: %v", entries)
+	}
+	if out, err := exec.Command(bins.prestop, "install").CombinedOutput(); err == nil || !strings.Contains(string(out), "usage") {
+		t.Fatalf("install without a directory: %v\n%s", err, out)
 	}
 }

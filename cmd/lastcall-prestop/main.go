@@ -5,6 +5,7 @@
 //	lastcall-prestop [flags]          the preStop hook (also: lastcall-prestop prestop)
 //	lastcall-prestop restore [flags]  the initContainer's restore
 //	lastcall-prestop version
+//	lastcall-prestop install DIR      copy itself into DIR (an initContainer's shared emptyDir)
 package main
 
 import (
@@ -15,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"syscall"
 
@@ -35,7 +37,7 @@ func main() {
 // run dispatches on the first argument and returns the exit code.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	mode := "prestop"
-	if len(args) > 0 && (args[0] == "prestop" || args[0] == "restore" || args[0] == "version") {
+	if len(args) > 0 && (args[0] == "prestop" || args[0] == "restore" || args[0] == "version" || args[0] == "install") {
 		mode, args = args[0], args[1:]
 	}
 	log := slog.New(slog.NewTextHandler(stderr, nil))
@@ -43,6 +45,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch mode {
 	case "version":
 		_, err = fmt.Fprintf(stdout, "lastcall-prestop %s (%s, %s/%s)\n", version.String(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	case "install":
+		err = install(args, stdout)
 	case "restore":
 		var cfg prestop.RestoreConfig
 		fs := newFlagSet("lastcall-prestop restore", prestop.RestoreHelp, stderr)
@@ -69,6 +73,49 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// install copies this binary into dir as lastcall-prestop, executable by
+// anyone: an initContainer of the lastcall-prestop image runs it to put the
+// helper into an emptyDir that the app container mounts, so an app image
+// without the helper can still call it in its preStop hook. The copy is
+// written under a temporary name and renamed, so the app never sees half
+// of it.
+func install(args []string, stdout io.Writer) error {
+	if len(args) != 1 {
+		return errors.New("usage: lastcall-prestop install DIR")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	src, err := os.Open(self)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst := filepath.Join(args[0], "lastcall-prestop")
+	tmp, err := os.CreateTemp(args[0], ".lastcall-prestop-*")
+	if err != nil {
+		return fmt.Errorf("install into %s: %w", args[0], err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := io.Copy(tmp, src); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Chmod(0o755); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), dst); err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "installed %s\n", dst)
+	return err
 }
 
 func newFlagSet(name, help string, out io.Writer) *pflag.FlagSet {

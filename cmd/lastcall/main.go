@@ -7,6 +7,12 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	// The image has no OS certificate store (an empty base): Go's TLS
+	// client falls back to this bundle of public roots, pinned in go.sum,
+	// for an s3:// state store and other public endpoints. The API
+	// server's own CA comes from the ServiceAccount mount as usual.
+	_ "golang.org/x/crypto/x509roots/fallback"
 )
 
 func main() {

@@ -248,10 +248,15 @@ func canary(t testing.TB, c client.Client, ns, name, target string, n int, app *
 		"apiVersion": "flagger.app/v1beta1", "kind": "Canary",
 		"metadata": map[string]any{"name": name, "namespace": ns},
 		"spec": map[string]any{
-			"provider":  "kubernetes",
+			// A progressive canary through a mesh whose routes lastcall does
+			// not read: the Canary's status says where the traffic is, and
+			// promotion() puts it all on the canary, as at Flagger's
+			// confirm-promotion call. (traffic_integration_test.go covers
+			// the kubernetes provider.)
+			"provider":  "istio",
 			"targetRef": map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
 			"service":   map[string]any{"port": int64(80)},
-			"analysis":  map[string]any{"interval": "5s", "threshold": int64(2), "iterations": int64(2)},
+			"analysis":  map[string]any{"interval": "5s", "threshold": int64(2), "maxWeight": int64(100), "stepWeight": int64(50)},
 		},
 	}}
 	if err := c.Create(ctx, u); err != nil {
@@ -384,6 +389,7 @@ func (s *gateServer) promotion(t testing.TB, c client.Client, ns, name, rev stri
 		if applied != rev {
 			_ = unstructured.SetNestedField(u.Object, "Progressing", "status", "phase")
 			_ = unstructured.SetNestedField(u.Object, rev, "status", "lastAppliedSpec")
+			_ = unstructured.SetNestedField(u.Object, int64(100), "status", "canaryWeight")
 			if err := c.Status().Update(ctx, u); err != nil {
 				t.Fatalf("set canary %s status: %v", name, err)
 			}

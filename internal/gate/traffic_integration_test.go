@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -39,6 +40,7 @@ func TestGateNeverDrainsPodsTheKubernetesProviderStillServes(t *testing.T) {
 	app := newDrainApp()
 	close(app.release)
 	pods := canary(t, c, env.Namespace, "web", "web", 2, app)
+	setProvider(t, c, env.Namespace, "web", "kubernetes")
 	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: env.Namespace},
 		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "web-primary"},
 			Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080)}}}}
@@ -97,4 +99,20 @@ func TestGateNeverDrainsPodsTheKubernetesProviderStillServes(t *testing.T) {
 		a := gateAnswer(t, post(t, s.URL+"/flagger/gate", "", s.promotion(t, c, env.Namespace, "web", "r1")))
 		return a.Run != "", nil
 	}, "the run to start once the Service has no ready endpoint")
+}
+
+// setProvider changes a test Canary's spec.provider.
+func setProvider(t *testing.T, c client.Client, ns, name, provider string) {
+	t.Helper()
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gate.CanaryGVK)
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, u); err != nil {
+		t.Fatal(err)
+	}
+	if err := unstructured.SetNestedField(u.Object, provider, "spec", "provider"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Update(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
 }

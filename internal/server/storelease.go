@@ -13,6 +13,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
 // StoreLeaseName is the Lease a replica holds while it serves a file://
@@ -73,6 +76,7 @@ func claimStoreLease(ctx context.Context, cs kubernetes.Interface, ns string, lo
 		for ctx.Err() == nil {
 			elector.Run(ctx)
 		}
+		releaseIfHeld(cs, ns, id, log)
 	}()
 	// A holder that died without releasing the Lease is waited out.
 	wait := time.NewTimer(storeLeaseTiming.duration + 2*storeLeaseTiming.retry)
@@ -85,6 +89,29 @@ func claimStoreLease(ctx context.Context, cs kubernetes.Interface, ns string, lo
 		return ctx.Err()
 	case <-wait.C:
 		return storeHeldError(ns, elector.GetLeader())
+	}
+}
+
+// releaseIfHeld empties the Lease's holder if it is still id. The elector
+// releases on cancel too, but its release fails when a renewal was cut
+// short by the same cancel (its cached record is then stale: a conflict),
+// and the next replica would wait out the lease duration.
+func releaseIfHeld(cs kubernetes.Interface, ns, id string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	leases := cs.CoordinationV1().Leases(ns)
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		l, err := leases.Get(ctx, StoreLeaseName, metav1.GetOptions{})
+		if err != nil || l.Spec.HolderIdentity == nil || *l.Spec.HolderIdentity != id {
+			return client.IgnoreNotFound(err)
+		}
+		now := metav1.NewMicroTime(time.Now())
+		l.Spec.HolderIdentity, l.Spec.LeaseDurationSeconds, l.Spec.RenewTime = ptr.To(""), ptr.To(int32(1)), &now
+		_, err = leases.Update(ctx, l, metav1.UpdateOptions{})
+		return err
+	})
+	if err != nil {
+		log.Warn("could not release the file:// state store Lease; the next replica waits for it to expire", "lease", ns+"/"+StoreLeaseName, "err", err)
 	}
 }
 
