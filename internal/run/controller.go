@@ -45,6 +45,9 @@ type Options struct {
 	// the others stay Pending until a slot frees. Default
 	// DefaultMaxConcurrentRuns.
 	MaxConcurrentRuns int
+	// URLPrefixes are the URL prefixes policies may make the server call
+	// (a step's endpoint.url, a notify exit handler); none by default.
+	URLPrefixes []string
 	// LeadByCaller says the caller calls Lead for each term in which this
 	// process is the leader (lastcall server, which keeps serving when it
 	// loses the Lease). False: the controller is added to the manager and
@@ -75,6 +78,7 @@ type Controller struct {
 	http     *http.Client
 	metrics  *Metrics
 	argo     *argoBackend
+	urls     *URLAllowList
 
 	max int
 	// kick re-queues every run when a leader term begins.
@@ -117,6 +121,9 @@ func NewController(mgr manager.Manager, opts Options) (*Controller, error) {
 		return nil, fmt.Errorf("client for Argo Workflows: %w", err)
 	}
 	c.argo = &argoBackend{client: mgr.GetClient(), watch: watcher, callbackURL: opts.CallbackURL}
+	if c.urls, err = NewURLAllowList(opts.URLPrefixes); err != nil {
+		return nil, err
+	}
 	c.actions = opts.Actions
 	if c.actions == nil {
 		c.actions = DefaultActions(mgr, opts.HTTPClient, opts.Clock)

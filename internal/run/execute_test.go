@@ -198,3 +198,23 @@ func TestRetryExitHandlerStartsANewAttemptAfterItsBackoff(t *testing.T) {
 		t.Errorf("attempt 2 began after %s, want the 30 s backoff", slept)
 	}
 }
+
+// TestRunRefusesPodsItsPolicyDoesNotCover: whoever may create a
+// TerminationRun can name any pod; the policy's steps run only for the
+// pods the policy covers, and the others fail with the reason, unreached.
+func TestRunRefusesPodsItsPolicyDoesNotCover(t *testing.T) {
+	f := newFakeExec(t, 1, func(string, int) error { return nil })
+	other := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "shop", UID: "uid-web-1", Labels: map[string]string{"app": "db"}}}
+	if err := f.cl.Create(context.Background(), other); err != nil {
+		t.Fatal(err)
+	}
+	p := f.policy(t, func(*v1alpha1.TerminationPolicySpec) {})
+	run, _ := f.execute(t, p, 2)
+	if f.calls["web-1"] != 0 || f.calls["web-0"] != 1 {
+		t.Fatalf("calls %v: the uncovered pod was reached", f.calls)
+	}
+	st := run.Status.Pods[1]
+	if st.Phase != v1alpha1.PodFailed || !strings.Contains(st.Message, "not selected by policy drain") {
+		t.Fatalf("uncovered pod: %s %q", st.Phase, st.Message)
+	}
+}

@@ -77,6 +77,10 @@ func (e *execution) runPod(ctx context.Context, i int) {
 		name, uid, runName = run.Status.Pods[i].Name, run.Status.Pods[i].UID, run.Name
 	})
 	logger := log.FromContext(ctx).WithValues("pod", name)
+	if err := e.authorizePod(ctx, i, name, uid); err != nil {
+		e.finishPod(ctx, i, err, "")
+		return
+	}
 
 	for j := range e.policy.Spec.Steps {
 		step := &e.policy.Spec.Steps[j]
@@ -108,7 +112,7 @@ func (e *execution) runPod(ctx context.Context, i int) {
 			s.Phase, s.CompletionTime, s.Message = v1alpha1.StepRunning, nil, ""
 		})
 		start := e.c.clock.Now()
-		msg, attempts, err := e.runStep(ctx, Target{Pod: pod, Run: e.snapshot(), Policy: e.policy, Step: step}, name, uid)
+		msg, attempts, err := e.runStep(ctx, Target{Pod: pod, Run: e.snapshot(), Policy: e.policy, Step: step, URLs: e.c.urls}, name, uid)
 		e.c.metrics.observeStep(kindOf(step), err, e.c.clock.Since(start))
 		end := metav1.NewTime(e.c.clock.Now())
 		if err != nil {
@@ -160,6 +164,8 @@ func (e *execution) finishPod(ctx context.Context, i int, err error, step string
 		phase, msg = v1alpha1.PodFailed, fmt.Sprintf("step %s: run deadline exceeded", step)
 	case ctx.Err() != nil:
 		return // shutting down: leave the pod as it is for the next leader
+	case step == "": // refused before its first step
+		phase, msg = v1alpha1.PodFailed, trim(err.Error())
 	default:
 		phase, msg = v1alpha1.PodFailed, trim(fmt.Sprintf("step %s: %v", step, err))
 	}
@@ -282,4 +288,29 @@ func countPods(st *v1alpha1.TerminationRunStatus) {
 			st.PodsFailed++
 		}
 	}
+}
+
+// authorizePod refuses a pod the policy does not cover, before any of its
+// steps: a TerminationRun may name any pods, and whoever may create runs
+// must not get the policy's exec and http steps run against pods its
+// author never selected. Checked once, before the first step, since a
+// step may change the labels it was selected by (a label step).
+func (e *execution) authorizePod(ctx context.Context, i int, name string, uid types.UID) error {
+	started := false
+	e.w.read(func(run *v1alpha1.TerminationRun) { started = len(run.Status.Pods[i].Steps) > 0 })
+	if started {
+		return nil
+	}
+	pod, err := e.livePod(ctx, name, uid)
+	if err != nil {
+		return err
+	}
+	ok, err := Covers(ctx, e.c.client, e.policy, Covered{Kind: "Pod", Name: pod.Name, Labels: pod.Labels})
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return permanent("pod %s is not selected by policy %s: a run acts only on the pods its policy covers", name, e.policy.Name)
+	}
+	return nil
 }

@@ -137,6 +137,9 @@ func (c *Controller) notify(ctx context.Context, n *v1alpha1.NotifyAction, run *
 		}
 		body = string(b)
 	}
+	if !c.urls.Allows(n.URL) {
+		return "", fmt.Errorf("notify URL %s is not allowed: the operator lists the URL prefixes exit handlers may call (lastcall server --step-url-prefix)", n.URL)
+	}
 	method := n.Method
 	if method == "" {
 		method = http.MethodPost

@@ -23,7 +23,11 @@ func TestNotifyDefaultBodyIsJSONForAnyMessage(t *testing.T) {
 		got <- b
 	}))
 	defer srv.Close()
-	c := &Controller{http: srv.Client()}
+	urls, err := NewURLAllowList([]string{srv.URL + "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Controller{http: srv.Client(), urls: urls}
 	msg := "pod web-0: \x01 bell\a, \"quoted\", 😀 and \u2028"
 	run := &v1alpha1.TerminationRun{ObjectMeta: metav1.ObjectMeta{Name: "r", Namespace: "ns"},
 		Status: v1alpha1.TerminationRunStatus{Phase: v1alpha1.RunFailed, Message: msg, Attempt: 2}}

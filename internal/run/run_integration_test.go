@@ -22,6 +22,7 @@ import (
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
 	"github.com/lastcall-dev/lastcall/internal/run"
+	"github.com/lastcall-dev/lastcall/internal/server"
 )
 
 // drainingApp answers POST /drain after a short while, reports in-flight
@@ -145,7 +146,14 @@ func TestRunDrainsEveryPodInOrderWithinConcurrency(t *testing.T) {
 
 func TestFailingPodRetriesThenFailsNotifiesAndRetriesTheRun(t *testing.T) {
 	env := clustertest.New(t)
-	c := startController(t)
+	bodies := make(chan string, 10)
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bodies <- string(b)
+	}))
+	defer hook.Close()
+	// The operator allows the notify webhook's URL.
+	c := startControllerWith(t, func(cfg *server.Config) { cfg.StepURLPrefixes = []string{hook.URL + "/"} })
 	var drains atomic.Int32
 	f := newFleet(t, env, "api", 3, func(pod string) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -158,13 +166,6 @@ func TestFailingPodRetriesThenFailsNotifiesAndRetriesTheRun(t *testing.T) {
 			w.WriteHeader(http.StatusOK)
 		})
 	})
-	bodies := make(chan string, 10)
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
-		bodies <- string(b)
-	}))
-	defer hook.Close()
-
 	policy := createPolicy(t, c, env.Namespace, &v1alpha1.TerminationPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: "drain-api"},
 		Spec: v1alpha1.TerminationPolicySpec{
@@ -172,7 +173,7 @@ func TestFailingPodRetriesThenFailsNotifiesAndRetriesTheRun(t *testing.T) {
 			Steps: []v1alpha1.Step{{Name: "drain", StepPolicy: v1alpha1.StepPolicy{Retries: ptr.To[int32](1), Backoff: dur(50 * time.Millisecond)},
 				HTTP: &v1alpha1.HTTPAction{Endpoint: v1alpha1.Endpoint{Port: 8080, Path: "/drain"}}}},
 			ExitHandlers: []v1alpha1.ExitHandler{
-				{Name: "tell-slack", When: v1alpha1.ExitFailed, Notify: &v1alpha1.NotifyAction{URL: hook.URL,
+				{Name: "tell-slack", When: v1alpha1.ExitFailed, Notify: &v1alpha1.NotifyAction{URL: hook.URL + "/",
 					Body: `{"text": {{printf "run %s attempt %d %s: %s" .Run.Name .Attempt .Phase .Message | json}}}`}},
 				{Name: "again", When: v1alpha1.ExitFailed, Retry: &v1alpha1.RetryAction{Scope: v1alpha1.RetryFailedPods, Limit: 2, Backoff: dur(200 * time.Millisecond)}},
 			},

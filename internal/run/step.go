@@ -17,6 +17,9 @@ type Target struct {
 	Run    *v1alpha1.TerminationRun
 	Policy *v1alpha1.TerminationPolicy
 	Step   *v1alpha1.Step
+	// URLs says whether a step may call a URL given in the policy
+	// (endpoint.url) rather than the pod itself; nil: none may.
+	URLs *URLAllowList
 }
 
 // Action performs one kind of step against a pod. It returns a short message

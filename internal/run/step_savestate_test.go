@@ -44,7 +44,12 @@ func saveTarget(t *testing.T, srvURL string, spec v1alpha1.SaveStateAction) Targ
 		t.Fatal(err)
 	}
 	spec.URL = "http://" + u.Host + "/state/{{.Pod.Name}}"
+	urls, err := NewURLAllowList([]string{"http://" + u.Host + "/"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return Target{
+		URLs:   urls,
 		Pod:    &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "db-0", Namespace: "shop", Labels: map[string]string{"app": "db"}}},
 		Run:    &v1alpha1.TerminationRun{ObjectMeta: metav1.ObjectMeta{Name: "r1"}},
 		Policy: &v1alpha1.TerminationPolicy{ObjectMeta: metav1.ObjectMeta{Name: "p"}},

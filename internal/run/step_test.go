@@ -78,9 +78,25 @@ func TestEndpointURLAndTemplates(t *testing.T) {
 	if err != nil || u != "http://127.1.0.7:8080/drain" {
 		t.Fatalf("default URL %q, %v", u, err)
 	}
-	u, err = endpointURL(v1alpha1.Endpoint{URL: "http://lb/{{.Pod.Namespace}}/{{.Pod.Labels.app}}?run={{.Run.Name}}&a={{.Run.Attempt}}"}, target)
+	templated := v1alpha1.Endpoint{URL: "http://lb/{{.Pod.Namespace}}/{{.Pod.Labels.app}}?run={{.Run.Name}}&a={{.Run.Attempt}}"}
+	if _, err := endpointURL(templated, target); !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "not allowed") {
+		t.Fatalf("a URL with no allow list: %v, want a permanent refusal", err)
+	}
+	if target.URLs, err = NewURLAllowList([]string{"http://lb/shop/"}); err != nil {
+		t.Fatal(err)
+	}
+	u, err = endpointURL(templated, target)
 	if err != nil || u != "http://lb/shop/web?run=r1&a=2" {
 		t.Fatalf("templated URL %q, %v", u, err)
+	}
+	other := v1alpha1.Endpoint{URL: "http://lb/{{.Pod.Labels.app}}/"}
+	if _, err := endpointURL(other, target); err == nil {
+		t.Fatal("a URL outside the allowed prefix was allowed")
+	}
+	for _, bad := range []string{"lb/", "ftp://lb/", "http://lb", "http:///x/"} {
+		if _, err := NewURLAllowList([]string{bad}); err == nil {
+			t.Errorf("prefix %q accepted", bad)
+		}
 	}
 	_, err = endpointURL(v1alpha1.Endpoint{URL: "http://x/{{.Pod.Nope}}"}, target)
 	if !errors.Is(err, ErrPermanent) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"strings"
 	"text/template"
 
@@ -70,7 +71,14 @@ func render(name, text string, data any) (string, error) {
 func endpointURL(e v1alpha1.Endpoint, t Target) (string, error) {
 	data := dataFor(t)
 	if e.URL != "" {
-		return render("url", e.URL, data)
+		u, err := render("url", e.URL, data)
+		if err != nil {
+			return "", err
+		}
+		if !t.URLs.Allows(u) {
+			return "", permanent("endpoint url %s is not allowed: a step calls its pod unless the operator allows URL prefixes (lastcall server --step-url-prefix)", u)
+		}
+		return u, nil
 	}
 	if data.Pod.IP == "" {
 		return "", fmt.Errorf("pod %s has no IP yet", data.Pod.Name)
@@ -88,4 +96,36 @@ func renderHeaders(h map[string]string, t Target) (map[string]string, error) {
 		out[k] = r
 	}
 	return out, nil
+}
+
+// URLAllowList is the operator's list of URL prefixes that policies may
+// make the server call (endpoint.url of a step, a notify exit handler).
+// Policy authors are namespace users, and the server calls from inside the
+// cluster with its own network reach: without the list, a step calls only
+// the pod it runs for.
+type URLAllowList struct{ prefixes []string }
+
+// NewURLAllowList takes prefixes such as "https://hooks.slack.com/"; each
+// must be an http or https URL with a host, ending at a path boundary.
+func NewURLAllowList(prefixes []string) (*URLAllowList, error) {
+	for _, p := range prefixes {
+		u, err := url.Parse(p)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || !strings.HasSuffix(p, "/") {
+			return nil, fmt.Errorf("URL prefix %q: want http(s)://host/ or http(s)://host/path/, ending in /", p)
+		}
+	}
+	return &URLAllowList{prefixes: prefixes}, nil
+}
+
+// Allows reports whether raw starts with an allowed prefix.
+func (l *URLAllowList) Allows(raw string) bool {
+	if l == nil {
+		return false
+	}
+	for _, p := range l.prefixes {
+		if strings.HasPrefix(raw, p) || raw == strings.TrimSuffix(p, "/") {
+			return true
+		}
+	}
+	return false
 }

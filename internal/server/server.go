@@ -78,6 +78,9 @@ type Config struct {
 
 	// MaxConcurrentRuns bounds the runs the leader executes at once.
 	MaxConcurrentRuns int
+	// StepURLPrefixes are the URLs policies may make the server call
+	// besides their run's pods (run.URLAllowList).
+	StepURLPrefixes []string
 
 	State StateConfig
 	Gate  GateConfig
@@ -204,7 +207,7 @@ func (s *Server) setupRest(store *state.Store) error {
 	cfg, mgr, reg := s.cfg, s.mgr, s.registry
 	hc := &http.Client{}
 	c, err := run.NewController(mgr, run.Options{Actions: s.runActions(store, hc), HTTPClient: hc, Metrics: run.NewMetrics(reg),
-		CallbackURL: cfg.CallbackURL, MaxConcurrentRuns: cfg.MaxConcurrentRuns, LeadByCaller: true})
+		CallbackURL: cfg.CallbackURL, MaxConcurrentRuns: cfg.MaxConcurrentRuns, URLPrefixes: cfg.StepURLPrefixes, LeadByCaller: true})
 	if err != nil {
 		return fmt.Errorf("set up run controller: %w", err)
 	}
