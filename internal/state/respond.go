@@ -3,6 +3,7 @@ package state
 import (
 	"errors"
 	"net/http"
+	"syscall"
 
 	"github.com/lastcall-dev/lastcall/internal/httpjson"
 )
@@ -26,6 +27,9 @@ const (
 	ReasonNotFound           = "NotFound"
 	ReasonCorrupt            = "Corrupt"
 	ReasonInternal           = "Internal"
+	// ReasonStorageFull: the store's disk (or quota) has no room for the
+	// object; nothing was stored, and reads go on.
+	ReasonStorageFull = "StorageFull"
 )
 
 // statusFor maps an error to its status code and reason.
@@ -41,6 +45,8 @@ func statusFor(err error) (int, string) {
 		return http.StatusNotFound, ReasonNotFound
 	case errors.Is(err, ErrCorrupt):
 		return http.StatusConflict, ReasonCorrupt
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		return http.StatusInsufficientStorage, ReasonStorageFull
 	}
 	for _, m := range []struct {
 		err    error
