@@ -61,6 +61,8 @@ func newServerCommand() *cobra.Command {
 	f.IntVar(&cfg.State.KeepVersions, "state-keep-versions", cfg.State.KeepVersions, "versions kept per state key")
 	f.DurationVar(&cfg.State.Retention, "state-retention", cfg.State.Retention, "age after which state versions are deleted")
 	f.IntVar(&cfg.MaxConcurrentRuns, "max-concurrent-runs", cfg.MaxConcurrentRuns, "runs the leader executes at once; the others stay Pending until a slot frees")
+	f.StringVar(&cfg.TLSCertFile, "tls-cert-file", "", "serve the gate, state and runs API over TLS with this certificate (PEM; re-read when it changes, e.g. a cert-manager Secret)")
+	f.StringVar(&cfg.TLSKeyFile, "tls-key-file", "", "the key of --tls-cert-file")
 	f.StringSliceVar(&cfg.StepURLPrefixes, "step-url-prefix", nil, "URL prefix (http(s)://host/path/) that a policy's step endpoint.url or notify exit handler may call; repeatable. None by default: steps call only the pods of their run")
 	f.StringVar(&cfg.Gate.MeshProvider, "flagger-mesh-provider", cfg.Gate.MeshProvider, "Flagger's -mesh-provider: the provider of Canaries without spec.provider, which says where their traffic goes (the gate drains old pods only when they carry none)")
 	f.DurationVar(&cfg.Gate.RunTTL, "gate-run-ttl", cfg.Gate.RunTTL, "how long a run started by the gate or by POST /v1/runs is kept after it completed (its spec.ttlSecondsAfterFinished)")

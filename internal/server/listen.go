@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,6 +70,8 @@ type httpRunnable struct {
 	draining    *atomic.Bool
 	listening   *atomic.Int32
 	log         *slog.Logger
+	// tls, when set, serves TLS on the listener.
+	tls *tls.Config
 }
 
 func (h *httpRunnable) NeedLeaderElection() bool { return false }
@@ -89,10 +92,17 @@ func (h *httpRunnable) Start(ctx context.Context) error {
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
 	}
-	h.log.Info("serving", "listener", h.name, "addr", l.Addr().String())
+	h.log.Info("serving", "listener", h.name, "addr", l.Addr().String(), "tls", h.tls != nil)
 	h.listening.Add(1)
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(l) }()
+	go func() {
+		if h.tls != nil {
+			srv.TLSConfig = h.tls
+			errc <- srv.ServeTLS(l, "", "")
+			return
+		}
+		errc <- srv.Serve(l)
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve %s: %w", h.name, err)

@@ -6,6 +6,7 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -49,6 +51,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// MaxConnections bounds the open connections of each API listener.
 	MaxConnections int
+	// TLSCertFile and TLSKeyFile, when set, serve the API listeners (gate,
+	// state, runs) over TLS; the files are re-read when they change (a
+	// cert-manager renewal), without a restart.
+	TLSCertFile, TLSKeyFile string
 	// PprofAddr serves net/http/pprof for profiling a live server; empty
 	// (the default) serves nothing.
 	PprofAddr string
@@ -243,14 +249,22 @@ func (s *Server) Run(ctx context.Context) error {
 	metrics.Handle("GET /metrics", promhttp.HandlerFor(prometheus.Gatherers{s.registry, ctrlmetrics.Registry}, promhttp.HandlerOpts{}))
 	all := append([]*listener{{name: "metrics", addr: s.cfg.MetricsAddr, mux: metrics}}, s.listeners...)
 	s.wantListening = int32(len(all))
+	tlsConfig, err := s.tlsConfig()
+	if err != nil {
+		return err
+	}
 	for _, l := range all {
-		if err := s.mgr.Add(&httpRunnable{name: l.name, addr: l.addr, handler: l.mux, readTimeout: l.readTimeout,
+		r := &httpRunnable{name: l.name, addr: l.addr, handler: l.mux, readTimeout: l.readTimeout,
 			maxConns: s.cfg.MaxConnections, drainDelay: s.cfg.DrainDelay, shutdown: s.cfg.ShutdownTimeout,
-			draining: &s.draining, listening: &s.listening, log: s.log}); err != nil {
+			draining: &s.draining, listening: &s.listening, log: s.log}
+		if l.name != "metrics" {
+			r.tls = tlsConfig
+		}
+		if err := s.mgr.Add(r); err != nil {
 			return err
 		}
 	}
-	err := s.mgr.Start(ctx)
+	err = s.mgr.Start(ctx)
 	// Last, once the listeners and the runs have stopped and nothing writes
 	// to it.
 	if cerr := s.store.Close(); cerr != nil {
@@ -260,6 +274,27 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}
 	return err
+}
+
+// tlsConfig is the API listeners' TLS, or nil without a certificate. The
+// certificate is watched (controller-runtime's certwatcher: file events and
+// a poll) and swapped in for new connections when it changes.
+func (s *Server) tlsConfig() (*tls.Config, error) {
+	c := s.cfg
+	if c.TLSCertFile == "" && c.TLSKeyFile == "" {
+		return nil, nil
+	}
+	if c.TLSCertFile == "" || c.TLSKeyFile == "" {
+		return nil, fmt.Errorf("--tls-cert-file and --tls-key-file go together")
+	}
+	w, err := certwatcher.New(c.TLSCertFile, c.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate: %w", err)
+	}
+	if err := s.mgr.Add(w); err != nil {
+		return nil, err
+	}
+	return &tls.Config{GetCertificate: w.GetCertificate, MinVersion: tls.VersionTLS12}, nil
 }
 
 func (c Config) gateAddr() string  { return cmp.Or(c.GateAddr, c.HTTPAddr) }
