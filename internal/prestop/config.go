@@ -80,6 +80,9 @@ type Config struct {
 	// TokenPath holds the bearer token for the lastcall APIs, re-read at each
 	// attempt because the kubelet rotates it. Zero: DefaultTokenPath.
 	TokenPath string
+	// CAFile is a PEM bundle trusted, with the system roots, for https
+	// state and run URLs (the lastcall server's issuer). Zero: system roots.
+	CAFile string
 	// TerminationMessagePath gets the summary (at most 4096 bytes). Zero:
 	// DefaultTerminationMessagePath; Off disables it.
 	TerminationMessagePath string
@@ -108,6 +111,7 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&c.Save, "save", c.Save, "file or directory to upload as one tar (repeatable; a directory's contents go to the tar's top)")
 	fs.StringVar(&c.StateURL, "state-url", c.StateURL, "base URL of the lastcall state API (required with --save)")
 	fs.StringVar(&c.Key, "key", c.Key, "name of the saved state (default: the pod name; set it for Deployments, whose pod names change)")
+	fs.StringVar(&c.CAFile, "ca-file", c.CAFile, "PEM CA bundle to trust for https --state-url and --run-url (the lastcall server's certificate issuer), besides the system roots")
 	fs.StringVar(&c.RunURL, "run-url", c.RunURL, "lastcall server endpoint to POST {namespace, pod, policy} to, last")
 	fs.StringVar(&c.Policy, "policy", c.Policy, "TerminationPolicy name sent to --run-url")
 	fs.Var(newStepsValue(&c.Optional), "optional", "step (drain, wait, save, run) whose failure does not fail the hook (repeatable)")

@@ -37,6 +37,13 @@ func NewHook(cfg Config, clk clock.Clock, log *slog.Logger, stdout io.Writer) *H
 // drain. The error is ErrStepFailed (wrapped) when a required step was not
 // done. Run is safe to repeat: the kubelet delivers hooks at least once.
 func (h *Hook) Run(ctx context.Context) (*Summary, error) {
+	if h.cfg.CAFile != "" {
+		c, err := clientFor(h.cfg.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		h.http = c
+	}
 	defer h.http.CloseIdleConnections()
 	start := h.clock.Now()
 	sum := &Summary{Namespace: h.cfg.Namespace, Pod: h.cfg.Pod, Reserve: h.cfg.Reserve}

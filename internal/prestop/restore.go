@@ -37,6 +37,8 @@ const tempPrefix = ".lastcall-restore-"
 type RestoreConfig struct {
 	// StateURL is the state API's base URL. Required.
 	StateURL string
+	// CAFile is as for Config.
+	CAFile string
 	// Key names the saved state. Zero: the pod name.
 	Key string
 	// Version picks a saved version. Zero: the latest.
@@ -59,6 +61,7 @@ type RestoreConfig struct {
 // AddFlags binds c's fields to flags whose defaults are c's current values.
 func (c *RestoreConfig) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.StateURL, "state-url", c.StateURL, "base URL of the lastcall state API (required)")
+	fs.StringVar(&c.CAFile, "ca-file", c.CAFile, "PEM CA bundle to trust for an https --state-url (the lastcall server's certificate issuer), besides the system roots")
 	fs.StringVar(&c.Key, "key", c.Key, "name of the saved state (default: the pod name)")
 	fs.StringVar(&c.Version, "version", c.Version, "version to restore (default: the latest)")
 	fs.StringVar(&c.Dir, "dir", c.Dir, "directory to restore into (required; a tar's contents land here)")
@@ -127,6 +130,13 @@ var errNothingSaved = errors.New("nothing saved")
 // unless Require is set. Transport errors, 5xx answers and checksum
 // mismatches are retried until Timeout.
 func (r *Restorer) Run(ctx context.Context) (*RestoreResult, error) {
+	if r.cfg.CAFile != "" {
+		c, err := clientFor(r.cfg.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		r.http = c
+	}
 	defer r.http.CloseIdleConnections()
 	start := r.clock.Now()
 	c := r.cfg

@@ -88,6 +88,17 @@ func TestAPIServesTLSAndPicksUpARenewedCertificate(t *testing.T) {
 			t.Fatalf("plain HTTP to the TLS listener: %d %q", resp.StatusCode, body[:n])
 		}
 	}
+	// The preStop helper trusts the server's issuer with --ca-file.
+	save := filepath.Join(dir, "state.txt")
+	if err := os.WriteFile(save, []byte("offset=1"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out := helper(t, buildPrestop(t), "--budget=20s", "--save", save, "--state-url", "https://"+p.state, "--key", "tls-check",
+		"--namespace", "team-a", "--pod", "p", "--token-file", writeToken(t, controlToken), "--ca-file", certPath,
+		"--termination-message-path=none", "--console=none")
+	if code != 0 {
+		t.Fatalf("lastcall-prestop --ca-file against the TLS server: exit %d\n%s", code, out)
+	}
 	writeCert(t, certPath, keyPath, 2)
 	clustertest.Eventually(t, 30*time.Second, func(context.Context) (bool, error) {
 		serial, _ := served()
