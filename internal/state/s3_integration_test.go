@@ -6,23 +6,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"k8s.io/apimachinery/pkg/util/wait"
-
-	"github.com/lastcall-dev/lastcall/internal/devcluster"
+	"github.com/lastcall-dev/lastcall/internal/devcluster/miniotest"
 )
 
 const (
@@ -42,59 +33,7 @@ func freePort(t *testing.T) int {
 
 // startMinio runs a MinIO server for t, creates a bucket and returns the
 // s3:// URL of the bucket.
-func startMinio(t *testing.T) string {
-	t.Helper()
-	// `make minio` builds it before the tests; a bare `go test` builds it
-	// here on first use (about 10 min), with progress on stderr.
-	bin, err := devcluster.EnsureMinio(context.Background(), devcluster.MinioOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := freePort(t)
-	endpoint := fmt.Sprintf("http://127.0.0.1:%d", port)
-	cmd := exec.Command(bin, "server", "--quiet", "--address", fmt.Sprintf("127.0.0.1:%d", port),
-		"--console-address", fmt.Sprintf("127.0.0.1:%d", freePort(t)), t.TempDir())
-	cmd.Env = append(os.Environ(), "MINIO_ROOT_USER="+minioUser, "MINIO_ROOT_PASSWORD="+minioPassword,
-		"MINIO_BROWSER=off", "MINIO_UPDATE=off")
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("minio log:\n%s", logs.String())
-		}
-	})
-	err = wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
-		resp, err := http.Get(endpoint + "/minio/health/live")
-		if err != nil {
-			return false, nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, nil
-	})
-	if err != nil {
-		t.Fatalf("MinIO did not become live: %v\n%s", err, logs.String())
-	}
-	client := s3.New(s3.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(endpoint),
-		UsePathStyle: true,
-		Credentials:  credentials.NewStaticCredentialsProvider(minioUser, minioPassword, ""),
-	})
-	if _, err := client.CreateBucket(context.Background(), &s3.CreateBucketInput{Bucket: aws.String("lastcall-state")}); err != nil {
-		t.Fatalf("create bucket: %v", err)
-	}
-	// s3blob reads credentials the standard AWS way.
-	t.Setenv("AWS_ACCESS_KEY_ID", minioUser)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", minioPassword)
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	q := url.Values{"endpoint": {endpoint}, "region": {"us-east-1"}, "use_path_style": {"true"}, "disable_https": {"true"}}
-	return "s3://lastcall-state?" + q.Encode()
-}
+func startMinio(t *testing.T) string { return miniotest.Start(t).URL }
 
 func TestS3StoreRoundTripsAndAbortsCleanly(t *testing.T) {
 	s, err := OpenStore(context.Background(), startMinio(t))
