@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,21 +14,6 @@ import (
 
 	"github.com/lastcall-dev/lastcall/internal/devcluster/miniotest"
 )
-
-const (
-	minioUser     = "lastcall"
-	minioPassword = "lastcall-test-secret"
-)
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // startMinio runs a MinIO server for t, creates a bucket and returns the
 // s3:// URL of the bucket.
