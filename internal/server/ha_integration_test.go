@@ -7,6 +7,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -127,4 +130,63 @@ func TestTwoReplicasOnS3ShareSavesAndTakeOverRuns(t *testing.T) {
 		t.Fatalf("run %s, calls %v: want Succeeded, each step once", r.Status.Phase, calls)
 	}
 	t.Logf("leader SIGKILLed; the other replica led after %s and finished the run", took.Round(100*time.Millisecond))
+}
+
+// TestMinioOutageDuringSaves is issue 16's S3 outage: MinIO stopped for
+// 20 s while pods save. A preStop helper whose budget outlasts the outage
+// retries until MinIO is back and saves; one whose budget ends first exits
+// 1 saying the save was not done; every save acknowledged before the
+// outage is still there after it.
+func TestMinioOutageDuringSaves(t *testing.T) {
+	env := clustertest.New(t)
+	m := miniotest.Start(t)
+	p := startServerProcess(t, "--state-url", m.URL)
+	token := tokenFile(t, env, "default", "lastcall")
+	bin := buildPrestop(t)
+	before := []byte("saved before the outage")
+	url := fmt.Sprintf("http://%s/v1/state/%s/", p.state, env.Namespace)
+	if code := do(t, http.MethodPut, url+"before", readFile(t, token), before); code != http.StatusCreated {
+		t.Fatalf("save before the outage: %d", code)
+	}
+	file := filepath.Join(t.TempDir(), "state")
+	if err := os.WriteFile(file, []byte("saved during the outage"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	save := func(key, budget string) (int, string, time.Duration) {
+		start := time.Now()
+		code, out := helper(t, bin, "--budget="+budget, "--reserve=1s", "--save", file, "--state-url", "http://"+p.state, "--key", key,
+			"--namespace", env.Namespace, "--pod", key, "--token-file", token, "--termination-message-path=none", "--console=none")
+		return code, out, time.Since(start)
+	}
+	m.Stop()
+	stopped := time.Now()
+	type result struct {
+		code int
+		out  string
+		took time.Duration
+	}
+	long, short := make(chan result, 1), make(chan result, 1)
+	go func() { c, o, d := save("long", "40s"); long <- result{c, o, d} }()
+	go func() { c, o, d := save("short", "8s"); short <- result{c, o, d} }()
+	s := <-short
+	if s.code != 1 || !strings.Contains(s.out, "save") {
+		t.Fatalf("a budget shorter than the outage: exit %d\n%s\nwant exit 1 saying the save was not done", s.code, s.out)
+	}
+	time.Sleep(time.Until(stopped.Add(20 * time.Second))) // the outage lasts 20 s, whatever the helpers do
+	m.Resume()
+	l := <-long
+	if l.code != 0 {
+		t.Fatalf("a budget longer than the outage: exit %d after %s\n%s", l.code, l.took, l.out)
+	}
+	t.Logf("MinIO down 20 s: the 8 s budget failed after %s; the 40 s budget saved after %s", s.took.Round(100*time.Millisecond), l.took.Round(100*time.Millisecond))
+	tok := readFile(t, token)
+	for key, want := range map[string]string{"before": string(before), "long": "saved during the outage"} {
+		code, got := get(t, url+key, tok)
+		if code != http.StatusOK || !strings.Contains(string(got), want) {
+			t.Errorf("%s after the outage: %d %q", key, code, got)
+		}
+	}
+	if code, _ := get(t, url+"short", tok); code != http.StatusNotFound {
+		t.Errorf("the save that ran out of budget: %d, want 404 (nothing half-saved)", code)
+	}
 }
