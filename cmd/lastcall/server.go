@@ -58,6 +58,8 @@ func newServerCommand() *cobra.Command {
 	f.StringVar(&cfg.State.URL, "state-url", cfg.State.URL, "state store: file:///path, s3://bucket?region=... (gocloud.dev/blob URL)")
 	f.Int64Var(&cfg.State.MaxObjectBytes, "state-max-object-bytes", cfg.State.MaxObjectBytes, "largest state object a PUT may store")
 	f.Int64Var(&cfg.State.MaxSaveBytes, "state-max-save-bytes", cfg.State.MaxSaveBytes, "largest POST /state/save body")
+	f.Int64Var(&cfg.State.NamespaceMaxBytes, "state-namespace-max-bytes", cfg.State.NamespaceMaxBytes, "bytes one namespace may store, every version counted (507 QuotaExceeded beyond; 0: no limit)")
+	f.IntVar(&cfg.State.NamespaceMaxKeys, "state-namespace-max-keys", cfg.State.NamespaceMaxKeys, "keys one namespace may store (507 QuotaExceeded beyond; 0: no limit)")
 	f.IntVar(&cfg.State.KeepVersions, "state-keep-versions", cfg.State.KeepVersions, "versions kept per state key")
 	f.DurationVar(&cfg.State.Retention, "state-retention", cfg.State.Retention, "age after which state versions are deleted")
 	f.IntVar(&cfg.MaxConcurrentRuns, "max-concurrent-runs", cfg.MaxConcurrentRuns, "runs the leader executes at once; the others stay Pending until a slot frees")

@@ -112,12 +112,14 @@ var Defaults = Config{
 	TokenReviewQPS:          auth.DefaultReviewQPS,
 	TokenReviewBurst:        auth.DefaultReviewBurst,
 	State: StateConfig{
-		URL:            DefaultStateURL,
-		MaxObjectBytes: state.DefaultMaxObjectBytes,
-		MaxSaveBytes:   state.DefaultMaxSaveBytes,
-		KeepVersions:   state.DefaultKeepVersions,
-		Retention:      state.DefaultRetention,
-		PruneInterval:  state.DefaultPruneInterval,
+		URL:               DefaultStateURL,
+		MaxObjectBytes:    state.DefaultMaxObjectBytes,
+		MaxSaveBytes:      state.DefaultMaxSaveBytes,
+		KeepVersions:      state.DefaultKeepVersions,
+		Retention:         state.DefaultRetention,
+		PruneInterval:     state.DefaultPruneInterval,
+		NamespaceMaxBytes: state.DefaultNamespaceMaxBytes,
+		NamespaceMaxKeys:  state.DefaultNamespaceMaxKeys,
 	},
 	MaxConcurrentRuns: run.DefaultMaxConcurrentRuns,
 	Gate:              GateConfig{MaxBodyBytes: gate.DefaultMaxBodyBytes, RunTTL: gate.DefaultRunTTL, MeshProvider: gate.DefaultMeshProvider},
@@ -144,6 +146,8 @@ type Server struct {
 	Authz *auth.Authorizer
 	// store is the state store; Run closes it last.
 	store *state.Store
+	// stateSrv is the state API; saveState steps write through it.
+	stateSrv *state.Server
 	// releaseStore gives up the file:// store Lease (a no-op without one).
 	releaseStore context.CancelFunc
 	// terms runs the leader-only work.

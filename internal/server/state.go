@@ -26,6 +26,9 @@ type StateConfig struct {
 	KeepVersions   int
 	Retention      time.Duration
 	PruneInterval  time.Duration
+	// NamespaceMaxBytes and NamespaceMaxKeys bound one namespace's state.
+	NamespaceMaxBytes int64
+	NamespaceMaxKeys  int
 }
 
 // DefaultStateURL is where a single replica keeps state on its volume.
@@ -51,15 +54,18 @@ func (s *Server) setupState(ctx context.Context) (*state.Store, error) {
 		return nil, err
 	}
 	srv := state.NewServer(store, s.Authn, s.Authz, state.Options{
-		MaxObjectBytes: s.cfg.State.MaxObjectBytes,
-		MaxSaveBytes:   s.cfg.State.MaxSaveBytes,
-		KeepVersions:   s.cfg.State.KeepVersions,
-		Retention:      s.cfg.State.Retention,
-		PruneInterval:  s.cfg.State.PruneInterval,
-		Logger:         s.log.With("component", "state"),
-		Registerer:     s.registry,
+		MaxObjectBytes:    s.cfg.State.MaxObjectBytes,
+		MaxSaveBytes:      s.cfg.State.MaxSaveBytes,
+		KeepVersions:      s.cfg.State.KeepVersions,
+		Retention:         s.cfg.State.Retention,
+		PruneInterval:     s.cfg.State.PruneInterval,
+		NamespaceMaxBytes: s.cfg.State.NamespaceMaxBytes,
+		NamespaceMaxKeys:  s.cfg.State.NamespaceMaxKeys,
+		Logger:            s.log.With("component", "state"),
+		Registerer:        s.registry,
 	})
 	srv.Register(s.muxFor("state", s.cfg.stateAddr(), stateReadTimeout))
+	s.stateSrv = srv
 	s.terms.add("prune", srv.Run)
 	return store, nil
 }
@@ -71,6 +77,7 @@ func (s *Server) runActions(store *state.Store, hc *http.Client) run.Actions {
 	actions := run.DefaultActions(s.mgr, hc, clk)
 	actions[v1alpha1.StepSaveState] = run.SaveStateAction{Client: hc, Store: &stepStore{
 		store:  store,
+		put:    s.stateSrv.Put,
 		max:    s.cfg.State.MaxObjectBytes,
 		policy: state.Policy{Keep: s.cfg.State.KeepVersions, MaxAge: s.cfg.State.Retention},
 		clock:  clk,
@@ -81,7 +88,9 @@ func (s *Server) runActions(store *state.Store, hc *http.Client) run.Actions {
 
 // stepStore adapts the state store to run.StateStore.
 type stepStore struct {
-	store  *state.Store
+	store *state.Store
+	// put writes within the namespace quota (the state API's Put).
+	put    func(context.Context, state.PutOptions, io.Reader, int64) (state.Meta, error)
 	max    int64
 	policy state.Policy
 	clock  clock.PassiveClock
@@ -97,19 +106,19 @@ var errStateTooLarge = errors.New("state larger than the limit")
 // the step's policy.
 func (w *stepStore) PutState(ctx context.Context, in run.StateToSave) (run.SavedState, error) {
 	body := &limitReader{r: in.Body, left: w.max}
-	m, err := w.store.Put(ctx, state.PutOptions{
+	m, err := w.put(ctx, state.PutOptions{
 		Namespace:   in.Namespace,
 		Key:         in.Key,
 		Pod:         in.Pod,
 		ContentType: in.ContentType,
 		SHA256:      in.SHA256,
 		Created:     w.clock.Now(),
-	}, body)
+	}, body, -1)
 	switch {
 	case body.over:
 		return run.SavedState{}, fmt.Errorf("%w: %w of %d bytes (--state-max-object-bytes)", run.ErrPermanent, errStateTooLarge, w.max)
 	case errors.Is(err, state.ErrInvalidKey), errors.Is(err, state.ErrInvalidNamespace),
-		errors.Is(err, state.ErrInvalidPod), errors.Is(err, state.ErrInvalidChecksum):
+		errors.Is(err, state.ErrInvalidPod), errors.Is(err, state.ErrInvalidChecksum), errors.Is(err, state.ErrQuotaExceeded):
 		return run.SavedState{}, fmt.Errorf("%w: %w", run.ErrPermanent, err)
 	case err != nil:
 		return run.SavedState{}, err

@@ -22,7 +22,8 @@ func TestStepStoreLimitsKeysAndRetention(t *testing.T) {
 	}
 	defer store.Close()
 	clk := clocktesting.NewFakePassiveClock(time.Now())
-	w := &stepStore{store: store, max: 10, policy: state.Policy{Keep: 2}, clock: clk, log: slog.New(slog.DiscardHandler)}
+	api := state.NewServer(store, nil, nil, state.Options{NamespaceMaxKeys: 3})
+	w := &stepStore{store: store, put: api.Put, max: 10, policy: state.Policy{Keep: 2}, clock: clk, log: slog.New(slog.DiscardHandler)}
 	put := func(key, body string) error {
 		_, err := w.PutState(ctx, run.StateToSave{Namespace: "shop", Key: key, Pod: "db-0", Body: strings.NewReader(body)})
 		return err
@@ -55,5 +56,15 @@ func TestStepStoreLimitsKeysAndRetention(t *testing.T) {
 	items, err := store.List(ctx, "shop")
 	if err != nil || len(items) != 1 || len(items[0].Versions) != 2 || items[0].Versions[0].Size != 3 {
 		t.Fatalf("after 4 writes with Keep 2: %+v, %v", items, err)
+	}
+
+	// The namespace quota holds for steps as for the API, for good.
+	for _, key := range []string{"k2", "k3"} {
+		if err := put(key, "x"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := put("k4", "x"); !errors.Is(err, run.ErrPermanent) || !errors.Is(err, state.ErrQuotaExceeded) {
+		t.Fatalf("a fourth key with a limit of 3: %v, want permanent ErrQuotaExceeded", err)
 	}
 }

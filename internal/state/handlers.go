@@ -52,7 +52,7 @@ func (s *Server) put(w http.ResponseWriter, r *http.Request) {
 		// the digest after the body; it is there once the body is read.
 		opts.TrailerSHA256 = func() string { return r.Trailer.Get(HeaderSHA256) }
 	}
-	m, err := s.store.Put(r.Context(), opts, http.MaxBytesReader(w, r.Body, s.opts.MaxObjectBytes))
+	m, err := s.putWithin(r.Context(), opts, http.MaxBytesReader(w, r.Body, s.opts.MaxObjectBytes), r.ContentLength)
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -30,6 +30,8 @@ const (
 	// ReasonStorageFull: the store's disk (or quota) has no room for the
 	// object; nothing was stored, and reads go on.
 	ReasonStorageFull = "StorageFull"
+	// ReasonQuotaExceeded: the namespace is at its byte or key limit.
+	ReasonQuotaExceeded = "QuotaExceeded"
 )
 
 // statusFor maps an error to its status code and reason.
@@ -45,6 +47,8 @@ func statusFor(err error) (int, string) {
 		return http.StatusNotFound, ReasonNotFound
 	case errors.Is(err, ErrCorrupt):
 		return http.StatusConflict, ReasonCorrupt
+	case errors.Is(err, ErrQuotaExceeded):
+		return http.StatusInsufficientStorage, ReasonQuotaExceeded
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		return http.StatusInsufficientStorage, ReasonStorageFull
 	}
@@ -72,6 +76,13 @@ func statusFor(err error) (int, string) {
 // fail answers err as JSON.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	code, reason := statusFor(err)
+	if reason == ReasonQuotaExceeded {
+		// A 5xx answer hides its detail (a storage error may name files or
+		// buckets); this one only describes the caller's own namespace,
+		// and the caller needs it.
+		httpjson.Write(w, code, errorBody{Error: err.Error(), Reason: reason})
+		return
+	}
 	httpjson.Fail(w, r, s.log, code, reason, err)
 }
 

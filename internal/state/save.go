@@ -95,13 +95,13 @@ func (s *Server) save(w http.ResponseWriter, r *http.Request) {
 	if req.pod == "" {
 		req.pod = u.PodName()
 	}
-	m, err := s.store.Put(r.Context(), PutOptions{
+	m, err := s.putWithin(r.Context(), PutOptions{
 		Namespace:   req.namespace,
 		Key:         req.key,
 		Pod:         req.pod,
 		ContentType: req.contentType,
 		Created:     s.clock.Now(),
-	}, bytes.NewReader(req.payload))
+	}, bytes.NewReader(req.payload), int64(len(req.payload)))
 	if err != nil {
 		s.fail(w, r, err)
 		return

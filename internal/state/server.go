@@ -34,6 +34,11 @@ type Options struct {
 	// PruneInterval is how often Run applies the retention policy to the
 	// whole store; default 1 h. Every write also prunes its own key.
 	PruneInterval time.Duration
+	// NamespaceMaxBytes and NamespaceMaxKeys bound what one namespace may
+	// store (every version counts); 0 is no limit. Beyond: 507
+	// QuotaExceeded.
+	NamespaceMaxBytes int64
+	NamespaceMaxKeys  int
 	// Clock stamps versions and drives retention; default real time.
 	Clock clock.WithTicker
 	// Logger receives server-side failures; default slog.Default().
@@ -52,6 +57,7 @@ type Server struct {
 	clock   clock.WithTicker
 	log     *slog.Logger
 	metrics *metrics
+	quota   *quota
 }
 
 // NewServer returns a Server. authz may be nil: then only the static admin
@@ -83,6 +89,7 @@ func NewServer(store *Store, authn *auth.Authenticator, authz *auth.Authorizer, 
 		log:     opts.Logger,
 		metrics: newMetrics(opts.Registerer),
 	}
+	s.quota = newQuota(store, opts.NamespaceMaxBytes, opts.NamespaceMaxKeys, opts.Clock.Now, opts.Registerer)
 	store.OnUnreadable = func(name string, err error) {
 		s.metrics.damaged.Inc()
 		s.log.Warn("skipped a damaged state object", "object", name, "err", err)
