@@ -2,8 +2,11 @@ package run
 
 import (
 	"context"
+
 	"encoding/json"
 	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -24,6 +27,9 @@ var WorkflowGVK = schema.GroupVersionKind{Group: "argoproj.io", Version: "v1alph
 // WorkflowTemplate and mirrors the Workflow's status.phase into the run.
 type argoBackend struct {
 	client client.Client
+	// reader reads ServiceAccounts from the API server (not cached: the
+	// server has no informer for them, and reads them once per attempt).
+	reader client.Reader
 	// watch follows the Workflow: the manager's client cannot watch, and
 	// its cache would hold every Workflow of the cluster.
 	watch       client.WithWatch
@@ -40,6 +46,11 @@ func (a *argoBackend) run(ctx context.Context, w *statusWriter, policy *v1alpha1
 	var run *v1alpha1.TerminationRun
 	w.read(func(r *v1alpha1.TerminationRun) { run = r.DeepCopy() })
 	name := fmt.Sprintf("%s-a%d", run.Name, run.Status.Attempt)
+	if msg, err := a.serviceAccountAllowed(ctx, run.Namespace, policy.Spec.Runner.Argo.ServiceAccountName); err != nil {
+		return err
+	} else if msg != "" {
+		return a.finish(ctx, w, name, "NotAllowed", msg, v1alpha1.PodFailed)
+	}
 	wf, err := a.workflow(run, policy, name)
 	if err != nil {
 		return err
@@ -116,6 +127,32 @@ func workflowObject() *unstructured.Unstructured {
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(WorkflowGVK)
 	return u
+}
+
+// AnnotationWorkflowRunner on a ServiceAccount lets policies run Argo
+// Workflows as it ("true"). The server creates the Workflow with its own
+// rights, so without the namespace owner's consent a policy author could
+// run code as any ServiceAccount of the namespace, including ones they may
+// not use themselves.
+const AnnotationWorkflowRunner = "lastcall.dev/workflow-runner"
+
+// serviceAccountAllowed says why the Workflow may not run as sa ("" when
+// it may); an error is worth retrying.
+func (a *argoBackend) serviceAccountAllowed(ctx context.Context, ns, sa string) (string, error) {
+	if sa == "" {
+		return "", nil // the namespace's default, as for any Workflow
+	}
+	var acct corev1.ServiceAccount
+	err := a.reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: sa}, &acct)
+	switch {
+	case apierrors.IsNotFound(err):
+		return fmt.Sprintf("ServiceAccount %s/%s does not exist", ns, sa), nil
+	case err != nil:
+		return "", fmt.Errorf("read ServiceAccount %s/%s: %w", ns, sa, err)
+	case acct.Annotations[AnnotationWorkflowRunner] != "true":
+		return fmt.Sprintf("ServiceAccount %s/%s is not annotated %s=true: the namespace's owner must allow policies to run Workflows as it", ns, sa, AnnotationWorkflowRunner), nil
+	}
+	return "", nil
 }
 
 // finish mirrors a terminal Workflow phase into every pod of the attempt.

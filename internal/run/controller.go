@@ -120,7 +120,7 @@ func NewController(mgr manager.Manager, opts Options) (*Controller, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client for Argo Workflows: %w", err)
 	}
-	c.argo = &argoBackend{client: mgr.GetClient(), watch: watcher, callbackURL: opts.CallbackURL}
+	c.argo = &argoBackend{client: mgr.GetClient(), reader: mgr.GetAPIReader(), watch: watcher, callbackURL: opts.CallbackURL}
 	if c.urls, err = NewURLAllowList(opts.URLPrefixes); err != nil {
 		return nil, err
 	}

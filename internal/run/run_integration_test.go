@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -402,5 +404,48 @@ func TestInvalidPoliciesAreRefusedByTheAPIServer(t *testing.T) {
 				t.Errorf("error %q does not say %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestArgoRunsOnlyAsServiceAccountsTheNamespaceAllows: a policy may name
+// the ServiceAccount its Workflows run as only if the namespace's owner
+// annotated it lastcall.dev/workflow-runner=true; otherwise the run fails
+// saying so and no Workflow is created.
+func TestArgoRunsOnlyAsServiceAccountsTheNamespaceAllows(t *testing.T) {
+	env := clustertest.New(t)
+	c := startController(t)
+	ctx := context.Background()
+	newFleet(t, env, "job", 1, func(string) http.Handler { return http.NotFoundHandler() })
+	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "builder", Namespace: env.Namespace}}
+	if err := c.Create(ctx, sa); err != nil {
+		t.Fatal(err)
+	}
+	policy := createPolicy(t, c, env.Namespace, &v1alpha1.TerminationPolicy{
+		ObjectMeta: metav1.ObjectMeta{Name: "as-builder"},
+		Spec: v1alpha1.TerminationPolicySpec{
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "job"}},
+			Runner: v1alpha1.Runner{Type: v1alpha1.RunnerArgo, Argo: &v1alpha1.ArgoRunner{
+				WorkflowTemplateRef: v1alpha1.WorkflowTemplateRef{Name: "save-my-data"}, ServiceAccountName: "builder"}},
+		},
+	})
+	refused := waitComplete(t, c, env.Namespace, startRun(t, c, policy).Name, 30*time.Second)
+	if refused.Status.Phase != v1alpha1.RunFailed || refused.Status.Workflow == nil || refused.Status.Workflow.Phase != "NotAllowed" ||
+		!strings.Contains(refused.Status.Workflow.Message, run.AnnotationWorkflowRunner) {
+		t.Fatalf("run as an unannotated ServiceAccount: %s %+v", refused.Status.Phase, refused.Status.Workflow)
+	}
+	wf := newWorkflowObject()
+	if err := c.Get(ctx, client.ObjectKey{Namespace: env.Namespace, Name: refused.Name + "-a1"}, wf); !apierrors.IsNotFound(err) {
+		t.Fatalf("a Workflow was created for the refused run: %v", err)
+	}
+	sa.Annotations = map[string]string{run.AnnotationWorkflowRunner: "true"}
+	if err := c.Update(ctx, sa); err != nil {
+		t.Fatal(err)
+	}
+	allowed := startRun(t, c, policy)
+	clustertest.Eventually(t, 30*time.Second, func(ctx context.Context) (bool, error) {
+		return c.Get(ctx, client.ObjectKey{Namespace: env.Namespace, Name: allowed.Name + "-a1"}, wf) == nil, nil
+	}, "the Workflow of the allowed ServiceAccount")
+	if got, _, _ := unstructuredString(wf, "spec", "serviceAccountName"); got != "builder" {
+		t.Fatalf("workflow serviceAccountName %q, want builder", got)
 	}
 }
