@@ -3,11 +3,15 @@ package run
 import (
 	"context"
 	"fmt"
+	"math"
 	"sync"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
 )
@@ -79,9 +83,10 @@ func (w *statusWriter) wait(ctx context.Context, v uint64) error {
 	}
 }
 
-// loop writes pending changes until ctx ends. A write that keeps failing
-// for reasons other than conflicts stops the run's execution; the
-// controller starts it again from what was last persisted.
+// loop writes pending changes until ctx ends. A write refused for good
+// (the run deleted, the write invalid) stops the run's execution; the
+// controller starts it again from what was last persisted. Transient
+// failures are retried inside write.
 func (w *statusWriter) loop(ctx context.Context) {
 	for {
 		select {
@@ -126,11 +131,51 @@ func (w *statusWriter) fail(err error) {
 	w.mu.Unlock()
 }
 
+// writeBackoff paces the retries of a status write that failed for a
+// transient reason (the API server or etcd briefly unavailable).
+var writeBackoff = wait.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Cap: 5 * time.Second, Steps: math.MaxInt32}
+
 // write updates the status subresource. A conflict means the spec changed
 // (e.g. a gate override): take the new resourceVersion and write again; we
-// are the only writer of status while the run executes.
+// are the only writer of status while the run executes. A transient failure
+// is retried until ctx ends: giving up would end the execution, and the
+// next one would run again a step whose outcome this write records.
 func (w *statusWriter) write(ctx context.Context, obj *v1alpha1.TerminationRun) (string, error) {
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	var err error
+	werr := wait.ExponentialBackoffWithContext(ctx, writeBackoff, func(ctx context.Context) (bool, error) {
+		err = w.writeOnce(ctx, obj)
+		switch {
+		case err == nil:
+			return true, nil
+		case transient(err):
+			log.FromContext(ctx).Info("run status write failed; retrying", "err", err)
+			return false, nil
+		}
+		return false, err
+	})
+	if werr != nil {
+		if err == nil || ctx.Err() == nil {
+			err = werr
+		}
+		return "", fmt.Errorf("write status of run %s/%s: %w", obj.Namespace, obj.Name, err)
+	}
+	return obj.ResourceVersion, nil
+}
+
+// transient reports an API error that a later attempt may not meet: the
+// server busy or restarting, or no answer at all. The run being deleted,
+// or the write refused, are not.
+func transient(err error) bool {
+	switch {
+	case apierrors.IsNotFound(err), apierrors.IsForbidden(err), apierrors.IsUnauthorized(err),
+		apierrors.IsInvalid(err), apierrors.IsBadRequest(err), apierrors.IsGone(err):
+		return false
+	}
+	return true
+}
+
+func (w *statusWriter) writeOnce(ctx context.Context, obj *v1alpha1.TerminationRun) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		err := w.c.Status().Update(ctx, obj)
 		if !apierrors.IsConflict(err) {
 			return err
@@ -142,8 +187,4 @@ func (w *statusWriter) write(ctx context.Context, obj *v1alpha1.TerminationRun) 
 		obj.ResourceVersion = cur.ResourceVersion
 		return err
 	})
-	if err != nil {
-		return "", fmt.Errorf("write status of run %s/%s: %w", obj.Namespace, obj.Name, err)
-	}
-	return obj.ResourceVersion, nil
 }
