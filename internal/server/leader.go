@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -72,8 +73,7 @@ func (t *leaderTerms) Start(ctx context.Context) error {
 		t.term(ctx)
 		return nil
 	}
-	host, _ := os.Hostname()
-	id := host + "_" + string(uuid.NewUUID())
+	id := electionID()
 	for ctx.Err() == nil {
 		if err := t.campaign(ctx, id); err != nil {
 			return err
@@ -85,18 +85,8 @@ func (t *leaderTerms) Start(ctx context.Context) error {
 // campaign waits for the Lease, runs one term, and returns when it ends.
 func (t *leaderTerms) campaign(ctx context.Context, id string) error {
 	var termDone sync.WaitGroup
-	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock: &resourcelock.LeaseLock{
-			LeaseMeta:  metav1.ObjectMeta{Namespace: t.ns, Name: LeaderLeaseName},
-			Client:     t.kube.CoordinationV1(),
-			LockConfig: resourcelock.ResourceLockConfig{Identity: id},
-		},
-		LeaseDuration:   t.cfg.LeaseDuration,
-		RenewDeadline:   t.cfg.RenewDeadline,
-		RetryPeriod:     t.cfg.RetryPeriod,
-		ReleaseOnCancel: true,
-		Name:            LeaderLeaseName,
-		Callbacks: leaderelection.LeaderCallbacks{
+	elector, err := leaseElector(t.kube, t.ns, LeaderLeaseName, id, t.cfg.LeaseDuration, t.cfg.RenewDeadline, t.cfg.RetryPeriod,
+		leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(tctx context.Context) {
 				termDone.Go(func() { t.term(tctx) })
 			},
@@ -111,8 +101,7 @@ func (t *leaderTerms) campaign(ctx context.Context, id string) error {
 						"lease", t.ns+"/"+LeaderLeaseName)
 				}
 			},
-		},
-	})
+		})
 	if err != nil {
 		return fmt.Errorf("leader election: %w", err)
 	}
@@ -136,4 +125,28 @@ func (t *leaderTerms) term(ctx context.Context) {
 		})
 	}
 	wg.Wait()
+}
+
+// electionID names this process in a Lease: its host and a fresh UID.
+func electionID() string {
+	host, _ := os.Hostname()
+	return host + "_" + string(uuid.NewUUID())
+}
+
+// leaseElector is client-go's elector on Lease ns/name for id, which
+// releases the Lease when its context ends.
+func leaseElector(cs kubernetes.Interface, ns, name, id string, lease, renew, retry time.Duration, cb leaderelection.LeaderCallbacks) (*leaderelection.LeaderElector, error) {
+	return leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+		Lock: &resourcelock.LeaseLock{
+			LeaseMeta:  metav1.ObjectMeta{Namespace: ns, Name: name},
+			Client:     cs.CoordinationV1(),
+			LockConfig: resourcelock.ResourceLockConfig{Identity: id},
+		},
+		LeaseDuration:   lease,
+		RenewDeadline:   renew,
+		RetryPeriod:     retry,
+		ReleaseOnCancel: true,
+		Name:            name,
+		Callbacks:       cb,
+	})
 }

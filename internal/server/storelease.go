@@ -4,15 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/uuid"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/leaderelection"
-	"k8s.io/client-go/tools/leaderelection/resourcelock"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -35,26 +32,15 @@ var storeLeaseTiming = struct{ duration, renew, retry time.Duration }{15 * time.
 // the state API, which must keep serving dying pods through an outage: the
 // replica logs it and campaigns again.
 func claimStoreLease(ctx context.Context, cs kubernetes.Interface, ns string, log *slog.Logger) error {
-	host, _ := os.Hostname()
-	id := host + "_" + string(uuid.NewUUID())
+	id := electionID()
 	if holder, live, err := liveHolder(ctx, cs, ns); err != nil {
 		return err
 	} else if live {
 		return storeHeldError(ns, holder)
 	}
 	won := make(chan struct{})
-	elector, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
-		Lock: &resourcelock.LeaseLock{
-			LeaseMeta:  metav1.ObjectMeta{Namespace: ns, Name: StoreLeaseName},
-			Client:     cs.CoordinationV1(),
-			LockConfig: resourcelock.ResourceLockConfig{Identity: id},
-		},
-		LeaseDuration:   storeLeaseTiming.duration,
-		RenewDeadline:   storeLeaseTiming.renew,
-		RetryPeriod:     storeLeaseTiming.retry,
-		ReleaseOnCancel: true,
-		Name:            StoreLeaseName,
-		Callbacks: leaderelection.LeaderCallbacks{
+	elector, err := leaseElector(cs, ns, StoreLeaseName, id, storeLeaseTiming.duration, storeLeaseTiming.renew, storeLeaseTiming.retry,
+		leaderelection.LeaderCallbacks{
 			OnStartedLeading: func(context.Context) {
 				select {
 				case <-won:
@@ -67,8 +53,7 @@ func claimStoreLease(ctx context.Context, cs kubernetes.Interface, ns string, lo
 					log.Error("lost the file:// state store Lease (API server unreachable?); still serving, campaigning again", "lease", ns+"/"+StoreLeaseName)
 				}
 			},
-		},
-	})
+		})
 	if err != nil {
 		return fmt.Errorf("state store lease: %w", err)
 	}
