@@ -47,11 +47,12 @@ staticcheck: $(BIN)/staticcheck
 
 lint: fmt-check vet staticcheck verify-generate
 
-# Builds the control-plane binaries and the peers the end-to-end tests run
-# (Flagger and its loadtester) once: about 15 + 2 min on 2 cores the first
-# time, with progress, so the tests below start in seconds.
+# Builds the control-plane binaries, the real node's kubelet and kube-proxy,
+# and the peers the end-to-end tests run (Flagger and its loadtester) once:
+# about 16 + 2 min on 2 cores the first time, with progress, so the tests
+# below start in seconds.
 devcluster:
-	$(GO) run ./cmd/lastcall-dev build --peers
+	$(GO) run ./cmd/lastcall-dev build --peers --real-node
 
 # Builds the MinIO server the state service's S3 tests run against, once
 # (about 3 min on 2 cores the first time, after lint has compiled the
@@ -59,13 +60,17 @@ devcluster:
 minio:
 	$(GO) run ./hack/minio
 
-# System packages the tests use: dbus-daemon for the node agent's real D-Bus
-# tests. Installed from Debian when missing
-# (needs root, as on CI).
+# System packages the tests use, installed from Debian when missing (needs
+# root, as on CI): dbus-daemon for the node agent's real D-Bus tests;
+# containerd, runc, the CNI plugins, iptables (kube-proxy) and util-linux's
+# unshare for the real node lane (test/realnode).
+DEB_PACKAGES := dbus containerd runc containernetworking-plugins iptables util-linux iproute2
+DEB_COMMANDS := dbus-daemon containerd runc /usr/lib/cni/bridge iptables unshare ip
 deps:
-	@command -v dbus-daemon >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq dbus >/dev/null; \
-	  else echo "dbus-daemon is missing: install Debian's dbus package (sudo apt-get install dbus)"; exit 1; fi; }
+	@missing=; for c in $(DEB_COMMANDS); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing Debian packages for:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEB_PACKAGES) >/dev/null; \
+	  else echo "missing:$$missing; install Debian's $(DEB_PACKAGES) (sudo apt-get install ...)"; exit 1; fi; fi
 
 unit: deps
 	$(GO) test $(TESTFLAGS) -race -count=1 ./...

@@ -25,6 +25,9 @@ type BuildOptions struct {
 	// SourceDir is the lastcall checkout holding hack/devcluster; default: found
 	// from the working directory upwards, then from this source file's path.
 	SourceDir string
+	// RealNode adds the real node's binaries (kubelet, kube-proxy); a
+	// package that does not run a real node does not wait for them.
+	RealNode bool
 	// Progress receives one line per build step and a heartbeat while a build
 	// runs; default os.Stderr.
 	Progress io.Writer
@@ -63,7 +66,7 @@ func EnsureBinaries(ctx context.Context, opts BuildOptions) (Binaries, error) {
 		opts.CacheDir = dir
 	}
 	bins := Binaries{Dir: filepath.Join(opts.CacheDir, versionKey(), "bin")}
-	if missing(bins) == nil {
+	if missing(bins, opts.RealNode) == nil {
 		return bins, nil
 	}
 	if err := os.MkdirAll(bins.Dir, 0o755); err != nil {
@@ -75,7 +78,7 @@ func EnsureBinaries(ctx context.Context, opts BuildOptions) (Binaries, error) {
 	}
 	defer unlock()
 
-	todo := missing(bins)
+	todo := missing(bins, opts.RealNode)
 	if len(todo) == 0 { // another process built them while we waited
 		return bins, nil
 	}
@@ -92,9 +95,12 @@ func EnsureBinaries(ctx context.Context, opts BuildOptions) (Binaries, error) {
 	return bins, nil
 }
 
-func missing(bins Binaries) []binary {
+func missing(bins Binaries, realNode bool) []binary {
 	var out []binary
 	for _, b := range binaries() {
+		if b.realNode && !realNode {
+			continue
+		}
 		if fi, err := os.Stat(bins.Path(b.name)); err != nil || !fi.Mode().IsRegular() {
 			out = append(out, b)
 		}

@@ -13,6 +13,8 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/lastcall-dev/lastcall/internal/devcluster/netns"
 )
 
 // AnnotationExitAfter on a pod makes kwok remove it that long after its
@@ -38,6 +40,9 @@ type Options struct {
 	Detached bool
 	// Build configures EnsureBinaries.
 	Build BuildOptions
+	// RealNode, when set, adds a real node (kubelet, containerd, runc,
+	// kube-proxy) beside the kwok nodes; see RealNodeOptions.
+	RealNode *RealNodeOptions
 	// Progress receives startup progress; default io.Discard.
 	Progress io.Writer
 }
@@ -53,6 +58,10 @@ type Cluster struct {
 	progress  io.Writer
 	podCIDR   string
 	cidrLease *cidrLease
+	node      *realNode
+	// cleanupErr is what Stop could not undo.
+	cleanupErr error
+	buildOpts  BuildOptions
 	// StartupTime is how long Start took after the binaries were available.
 	StartupTime time.Duration
 }
@@ -71,22 +80,30 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if opts.Progress == nil {
 		opts.Progress = io.Discard
 	}
+	if opts.RealNode != nil {
+		if !netns.Private() {
+			return nil, errors.New("devcluster: a real node runs only in a network namespace of the test's own: call netns.Enter first (from TestMain)")
+		}
+		opts.Build.RealNode = true
+	}
 	bins, err := EnsureBinaries(ctx, opts.Build)
 	if err != nil {
 		return nil, err
 	}
 	begin := time.Now()
-	c = &Cluster{dir: opts.Dir, progress: opts.Progress}
+	c = &Cluster{dir: opts.Dir, progress: opts.Progress, buildOpts: opts.Build}
 	if c.dir == "" {
 		if c.dir, err = os.MkdirTemp("", "lastcall-devcluster-"); err != nil {
 			return nil, err
 		}
 		c.temporary = true
 	}
+	// started, not c: `return nil, err` sets c to nil before this runs.
+	started := c
 	defer func() {
 		if err != nil {
-			err = fmt.Errorf("%w\n%s", err, c.LogTails(30))
-			c.Stop()
+			err = fmt.Errorf("%w\n%s", err, started.LogTails(30))
+			started.Stop()
 		}
 	}()
 	switch {
@@ -102,6 +119,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	c.pki = pki{dir: filepath.Join(c.dir, "pki")}
 	if err := c.pki.ensure(); err != nil {
+		return nil, fmt.Errorf("create certificates: %w", err)
+	}
+	if _, _, err := c.pki.issue(apiServerKubeletClient, "kube-apiserver-kubelet-client", []string{"system:masters"}, nil); err != nil {
 		return nil, fmt.Errorf("create certificates: %w", err)
 	}
 	for _, d := range []string{"logs", "etcd", "exec"} {
@@ -160,7 +180,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		return nil, err
 	}
 	if err := step("kube-apiserver", func() error {
-		if err := start(BinKubeAPIServer, c.apiServerArgs()); err != nil {
+		if err := start(BinKubeAPIServer, c.apiServerArgs(opts.RealNode != nil)); err != nil {
 			return err
 		}
 		return c.waitAPIServer(ctx, 60*time.Second)
@@ -188,6 +208,13 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}); err != nil {
 		return nil, err
 	}
+	if opts.RealNode != nil {
+		if err := step("real node (containerd, kubelet, kube-proxy)", func() error {
+			return c.startRealNode(ctx, bins, opts.RealNode)
+		}); err != nil {
+			return nil, err
+		}
+	}
 	c.StartupTime = time.Since(begin)
 	fmt.Fprintf(c.progress, "devcluster: control plane up in %s (kubeconfig %s)\n", c.StartupTime.Round(time.Millisecond), c.KubeconfigPath())
 	return c, nil
@@ -212,9 +239,16 @@ func (c *Cluster) CAFile() string { return c.pki.caCert() }
 func (c *Cluster) ServiceAccountIssuer() string { return serviceAccountIssuer }
 
 // Stop ends every component (SIGTERM to its process group, then SIGKILL) in
-// reverse start order and removes a temporary directory. It is safe to call
-// more than once.
+// reverse start order and removes a temporary directory. A real node goes
+// first, with its containers and what it changed on the host; what could
+// not be undone is printed to the progress writer. It is safe to call more
+// than once.
 func (c *Cluster) Stop() {
+	if err := c.node.stop(); err != nil {
+		c.cleanupErr = fmt.Errorf("real node cleanup: %w", err)
+		fmt.Fprintf(c.progress, "devcluster: %v\n", c.cleanupErr)
+	}
+	c.node = nil
 	for i := len(c.procs) - 1; i >= 0; i-- {
 		c.procs[i].stop(5 * time.Second)
 	}
@@ -226,11 +260,15 @@ func (c *Cluster) Stop() {
 	}
 }
 
+// CleanupError is what Stop could not undo (a real node's leftover
+// processes, cgroups or sysctls), or nil.
+func (c *Cluster) CleanupError() error { return c.cleanupErr }
+
 // LogTails returns the last n lines of every component's log, for a test
 // failure report.
 func (c *Cluster) LogTails(n int) string {
 	var out string
-	for _, name := range []string{BinEtcd, BinKubeAPIServer, BinKubeControllerManager, BinKubeScheduler, BinKwok} {
+	for _, name := range append([]string{BinEtcd, BinKubeAPIServer, BinKubeControllerManager, BinKubeScheduler, BinKwok}, c.realNodeLogs()...) {
 		path := filepath.Join(c.dir, "logs", name+".log")
 		tail, err := tailLines(path, n)
 		if errors.Is(err, os.ErrNotExist) {

@@ -39,11 +39,20 @@ func (c *Cluster) etcdArgs() []string {
 	}
 }
 
-func (c *Cluster) apiServerArgs() []string {
+// apiServerArgs: with a real node, the API server also listens on the node
+// IP (inside the test's network namespace) and advertises it, so that pods
+// reach it through the kubernetes Service.
+func (c *Cluster) apiServerArgs(realNode bool) []string {
+	bind, advertise := "127.0.0.1", "127.0.0.1"
+	if realNode {
+		bind, advertise = "0.0.0.0", NodeIP
+	}
 	return []string{
 		"--etcd-servers=" + fmt.Sprintf("http://127.0.0.1:%d", c.ports.EtcdClient),
-		"--bind-address=127.0.0.1",
-		"--advertise-address=127.0.0.1",
+		"--bind-address=" + bind,
+		"--advertise-address=" + advertise,
+		"--kubelet-client-certificate=" + c.pki.path(apiServerKubeletClient+".crt"),
+		"--kubelet-client-key=" + c.pki.path(apiServerKubeletClient+".key"),
 		"--secure-port=" + strconv.Itoa(c.ports.APIServer),
 		"--tls-cert-file=" + c.pki.servingCert(),
 		"--tls-private-key-file=" + c.pki.servingKey(),
@@ -122,7 +131,7 @@ func writeKubeconfig(path string, cfg *rest.Config) error {
 	}
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["devcluster"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: ca}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: cfg.BearerToken}
+	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: cfg.BearerToken, ClientCertificate: cfg.CertFile, ClientKey: cfg.KeyFile}
 	kc.Contexts["lastcall-dev"] = &clientcmdapi.Context{Cluster: "devcluster", AuthInfo: "admin", Namespace: "default"}
 	kc.CurrentContext = "lastcall-dev"
 	if err := clientcmd.WriteToFile(*kc, path); err != nil {

@@ -17,6 +17,10 @@ import (
 	"time"
 )
 
+// apiServerKubeletClient is the API server's client certificate for the
+// real kubelet's API (exec, logs); kwok does not ask for one.
+const apiServerKubeletClient = "apiserver-kubelet-client"
+
 // pki is the set of keys and certificates a cluster needs, kept as files in
 // one directory so a persistent dev cluster reuses them across restarts.
 type pki struct {
@@ -77,8 +81,10 @@ func (p pki) ensure() error {
 		NotAfter:     now.Add(10 * 365 * 24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1")},
-		DNSNames:     []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
+		// The node IP is the API server's address for pods on the real node
+		// (the kubernetes Service's endpoint).
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("10.96.0.1"), net.ParseIP(NodeIP)},
+		DNSNames:    []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"},
 	}
 	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, caCert, &srvKey.PublicKey, caKey)
 	if err != nil {
@@ -134,4 +140,70 @@ func mustECKey(k *ecdsa.PrivateKey) []byte {
 		panic(err) // only fails for unsupported curves; P-256 is supported
 	}
 	return pemBlock("EC PRIVATE KEY", der)
+}
+
+// issue writes name.crt and name.key, a certificate signed by the cluster CA
+// for a client (orgs are its groups) or, with ips, a server. Existing files
+// are kept.
+func (p pki) issue(name, cn string, orgs []string, ips []net.IP) (certFile, keyFile string, err error) {
+	certFile, keyFile = p.path(name+".crt"), p.path(name+".key")
+	if _, err := os.Stat(keyFile); err == nil {
+		return certFile, keyFile, nil
+	}
+	ca, caKey, err := p.loadCA()
+	if err != nil {
+		return "", "", err
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return "", "", err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return "", "", err
+	}
+	now := time.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: cn, Organization: orgs},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(10 * 365 * 24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		IPAddresses:  ips,
+	}
+	if len(ips) > 0 {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.DNSNames = []string{cn}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return "", "", fmt.Errorf("issue %s: %w", name, err)
+	}
+	if err := os.WriteFile(certFile, pemBlock("CERTIFICATE", der), 0o600); err != nil {
+		return "", "", err
+	}
+	return certFile, keyFile, os.WriteFile(keyFile, mustECKey(key), 0o600)
+}
+
+func (p pki) loadCA() (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	certPEM, err := os.ReadFile(p.caCert())
+	if err != nil {
+		return nil, nil, err
+	}
+	keyPEM, err := os.ReadFile(p.caKey())
+	if err != nil {
+		return nil, nil, err
+	}
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || kb == nil {
+		return nil, nil, fmt.Errorf("cluster CA in %s is not PEM", p.dir)
+	}
+	ca, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := x509.ParseECPrivateKey(kb.Bytes)
+	return ca, key, err
 }

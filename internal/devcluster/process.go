@@ -29,6 +29,11 @@ type process struct {
 // SIGKILL if this process dies, so a crashed test leaves no control plane
 // behind; `lastcall-dev up` detaches instead and keeps pids in a file.
 func startProcess(name, bin string, args []string, logDir string, detached bool) (*process, error) {
+	return startProcessEnv(name, bin, args, logDir, detached, nil)
+}
+
+// startProcessEnv is startProcess with env added to the environment.
+func startProcessEnv(name, bin string, args []string, logDir string, detached bool, env []string) (*process, error) {
 	logPath := filepath.Join(logDir, name+".log")
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -37,6 +42,9 @@ func startProcess(name, bin string, args []string, logDir string, detached bool)
 	defer logf.Close() // the child keeps its own descriptor
 	fmt.Fprintf(logf, "=== %s %s %s\n", time.Now().Format(time.RFC3339), bin, strings.Join(args, " "))
 	cmd := exec.Command(bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if !detached {

@@ -17,15 +17,19 @@ const (
 	BinKubeScheduler         = "kube-scheduler"
 	BinEtcd                  = "etcd"
 	BinKwok                  = "kwok"
+	// The real node's binaries, built only when BuildOptions.RealNode asks.
+	BinKubelet   = "kubelet"
+	BinKubeProxy = "kube-proxy"
 )
 
 // binary says how one component is built from its wrapper module.
 type binary struct {
-	name    string
-	module  string // directory under hack/devcluster
-	pkg     string // package to build, relative to the module
-	ldflags string
-	approx  string // first-build time on 2 cores, for the progress message
+	name     string
+	realNode bool   // built only for the real node lane
+	module   string // directory under hack/devcluster
+	pkg      string // package to build, relative to the module
+	ldflags  string
+	approx   string // first-build time on 2 cores, for the progress message
 }
 
 func binaries() []binary {
@@ -38,6 +42,8 @@ func binaries() []binary {
 		{name: BinKubeAPIServer, module: "kube", pkg: "k8s.io/kubernetes/cmd/kube-apiserver", ldflags: kubeVersion, approx: "4–9 min"},
 		{name: BinKubeControllerManager, module: "kube", pkg: "k8s.io/kubernetes/cmd/kube-controller-manager", ldflags: kubeVersion, approx: "1.5 min"},
 		{name: BinKubeScheduler, module: "kube", pkg: "k8s.io/kubernetes/cmd/kube-scheduler", ldflags: kubeVersion, approx: "10 s"},
+		{name: BinKubelet, realNode: true, module: "kube", pkg: "k8s.io/kubernetes/cmd/kubelet", ldflags: kubeVersion, approx: "40 s after kube-apiserver"},
+		{name: BinKubeProxy, realNode: true, module: "kube", pkg: "k8s.io/kubernetes/cmd/kube-proxy", ldflags: kubeVersion, approx: "20 s after kubelet"},
 	}
 }
 

@@ -44,16 +44,24 @@ func run(m *testing.M, opts devcluster.Options, setup []func(*devcluster.Cluster
 		return 1
 	}
 	shared = c
-	defer c.Stop()
-	for _, f := range setup {
-		if err := f(c); err != nil {
-			fmt.Fprintf(os.Stderr, "clustertest: setup: %v\n", err)
-			return 1
+	code := func() int {
+		for _, f := range setup {
+			if err := f(c); err != nil {
+				fmt.Fprintf(os.Stderr, "clustertest: setup: %v\n", err)
+				return 1
+			}
 		}
-	}
-	code := m.Run()
+		return m.Run()
+	}()
 	if code != 0 {
 		fmt.Fprintf(os.Stderr, "clustertest: tests failed; control-plane logs:\n%s", c.LogTails(40))
+	}
+	c.Stop()
+	// A test run must leave nothing behind (a real node's containers,
+	// cgroups, sysctls): fail it if Stop could not undo everything.
+	if err := c.CleanupError(); err != nil {
+		fmt.Fprintf(os.Stderr, "clustertest: %v\n", err)
+		return 1
 	}
 	return code
 }
