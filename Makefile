@@ -52,7 +52,7 @@ lint: fmt-check vet staticcheck verify-generate
 # about 16 + 2 min on 2 cores the first time, with progress, so the tests
 # below start in seconds.
 devcluster:
-	$(GO) run ./cmd/lastcall-dev build --peers --real-node
+	$(GO) run ./cmd/lastcall-dev build --peers --real-node --helm
 
 # Builds the MinIO server the state service's S3 tests run against, once
 # (about 3 min on 2 cores the first time, after lint has compiled the
@@ -126,13 +126,13 @@ docs:
 
 generate: $(BIN)/controller-gen
 	$(BIN)/controller-gen object paths=./api/...
-	$(BIN)/controller-gen crd:allowDangerousTypes=true paths=./api/... output:crd:dir=deploy/crds
+	$(BIN)/controller-gen crd:allowDangerousTypes=true paths=./api/... output:crd:dir=charts/lastcall/crds
 	gofmt -w api
 
 # Fails when generated files differ from what `make generate` makes.
 verify-generate: generate
-	@git diff --exit-code -- api deploy/crds || { echo "generated files are stale: run make generate and commit"; exit 1; }
-	@test -z "$$(git ls-files --others --exclude-standard -- api deploy/crds)" || { echo "untracked generated files: run make generate and commit"; exit 1; }
+	@git diff --exit-code -- api charts/lastcall/crds || { echo "generated files are stale: run make generate and commit"; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard -- api charts/lastcall/crds)" || { echo "untracked generated files: run make generate and commit"; exit 1; }
 
 clean:
 	rm -rf $(BIN)

@@ -132,13 +132,13 @@ func newDevStatusCommand(opts *devOptions) *cobra.Command {
 }
 
 func newDevBuildCommand() *cobra.Command {
-	var peers, realNode bool
+	var peers, realNode, helm bool
 	cmd := &cobra.Command{
 		Use:   "build",
 		Short: "Build and cache the control-plane binaries (done by `up` and the tests when missing)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opts := devcluster.BuildOptions{Progress: cmd.ErrOrStderr(), RealNode: realNode}
+			opts := devcluster.BuildOptions{Progress: cmd.ErrOrStderr(), RealNode: realNode, Helm: helm}
 			bins, err := devcluster.EnsureBinaries(cmd.Context(), opts)
 			if err != nil {
 				return err
@@ -157,6 +157,7 @@ func newDevBuildCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&peers, "peers", false, "also build Flagger and flagger-loadtester, used by the end-to-end tests and the demo")
 	cmd.Flags().BoolVar(&realNode, "real-node", false, "also build the kubelet and kube-proxy of the real node lane")
+	cmd.Flags().BoolVar(&helm, "helm", false, "also build helm, which the chart's tests use")
 	return cmd
 }
 

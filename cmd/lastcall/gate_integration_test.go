@@ -20,9 +20,9 @@ import (
 
 func TestMain(m *testing.M) {
 	clustertest.Main(m, devcluster.Options{}, clustertest.InstallCRDs(
-		"../../deploy/crds/lastcall.dev_terminationpolicies.yaml",
-		"../../deploy/crds/lastcall.dev_terminationruns.yaml",
-		"../../deploy/crds/lastcall.dev_gates.yaml"))
+		"../../charts/lastcall/crds/lastcall.dev_terminationpolicies.yaml",
+		"../../charts/lastcall/crds/lastcall.dev_terminationruns.yaml",
+		"../../charts/lastcall/crds/lastcall.dev_gates.yaml"))
 }
 
 // lastcall runs the CLI as a person would, against the test cluster's

@@ -109,9 +109,9 @@ func setup(ctx context.Context, c *devcluster.Cluster, work string) (*scenario.S
 	if err != nil {
 		return nil, err
 	}
-	ours, err := filepath.Glob("deploy/crds/lastcall.dev_*.yaml")
+	ours, err := filepath.Glob("charts/lastcall/crds/lastcall.dev_*.yaml")
 	if err != nil || len(ours) == 0 {
-		return nil, fmt.Errorf("no CRDs in deploy/crds: run from the checkout's root (make demo)")
+		return nil, fmt.Errorf("no CRDs in charts/lastcall/crds: run from the checkout's root (make demo)")
 	}
 	gatewayCRDs, err := devcluster.GatewayAPICRDPaths(ctx)
 	if err != nil {

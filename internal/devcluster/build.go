@@ -28,6 +28,8 @@ type BuildOptions struct {
 	// RealNode adds the real node's binaries (kubelet, kube-proxy); a
 	// package that does not run a real node does not wait for them.
 	RealNode bool
+	// Helm adds the helm binary (EnsureHelm).
+	Helm bool
 	// Progress receives one line per build step and a heartbeat while a build
 	// runs; default os.Stderr.
 	Progress io.Writer
@@ -66,7 +68,7 @@ func EnsureBinaries(ctx context.Context, opts BuildOptions) (Binaries, error) {
 		opts.CacheDir = dir
 	}
 	bins := Binaries{Dir: filepath.Join(opts.CacheDir, versionKey(), "bin")}
-	if missing(bins, opts.RealNode) == nil {
+	if missing(bins, opts) == nil {
 		return bins, nil
 	}
 	if err := os.MkdirAll(bins.Dir, 0o755); err != nil {
@@ -78,7 +80,7 @@ func EnsureBinaries(ctx context.Context, opts BuildOptions) (Binaries, error) {
 	}
 	defer unlock()
 
-	todo := missing(bins, opts.RealNode)
+	todo := missing(bins, opts)
 	if len(todo) == 0 { // another process built them while we waited
 		return bins, nil
 	}
@@ -95,10 +97,10 @@ func EnsureBinaries(ctx context.Context, opts BuildOptions) (Binaries, error) {
 	return bins, nil
 }
 
-func missing(bins Binaries, realNode bool) []binary {
+func missing(bins Binaries, opts BuildOptions) []binary {
 	var out []binary
 	for _, b := range binaries() {
-		if b.realNode && !realNode {
+		if (b.realNode && !opts.RealNode) || (b.helm && !opts.Helm) {
 			continue
 		}
 		if fi, err := os.Stat(bins.Path(b.name)); err != nil || !fi.Mode().IsRegular() {
@@ -133,6 +135,16 @@ func build(ctx context.Context, b binary, src string, bins Binaries, progress io
 	}
 	fmt.Fprintf(progress, "devcluster: built %s in %s\n", b.name, time.Since(start).Round(time.Second))
 	return nil
+}
+
+// EnsureHelm builds the helm binary (HelmVersion) once and returns its path.
+func EnsureHelm(ctx context.Context, opts BuildOptions) (string, error) {
+	opts.Helm = true
+	bins, err := EnsureBinaries(ctx, opts)
+	if err != nil {
+		return "", err
+	}
+	return bins.Path(BinHelm), nil
 }
 
 // heartbeat prints a line every 30 s so a long first build never sits silent.

@@ -312,6 +312,15 @@ func (n *realNode) removeContainers(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// ImportImages loads image archives (LocalImage's) into the real node's
+// containerd, for pods with imagePullPolicy Never or IfNotPresent.
+func (c *Cluster) ImportImages(ctx context.Context, archives ...string) error {
+	if c.node == nil {
+		return errors.New("devcluster: ImportImages needs a real node (Options.RealNode)")
+	}
+	return c.node.importImages(ctx, archives)
+}
+
 // realNodeLogs names the real node's component logs, for LogTails.
 func (c *Cluster) realNodeLogs() []string {
 	if c.node == nil {

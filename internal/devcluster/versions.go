@@ -8,6 +8,9 @@ const (
 	KubernetesVersion = "v1.34.4"
 	EtcdVersion       = "v3.6.16"
 	KwokVersion       = "v0.8.0"
+	// HelmVersion is the helm the chart is linted, rendered and installed
+	// with (hack/devcluster/helm).
+	HelmVersion = "v4.3.2"
 )
 
 // Names of the binaries EnsureBinaries provides.
@@ -20,12 +23,15 @@ const (
 	// The real node's binaries, built only when BuildOptions.RealNode asks.
 	BinKubelet   = "kubelet"
 	BinKubeProxy = "kube-proxy"
+	// BinHelm is built only when BuildOptions.Helm asks.
+	BinHelm = "helm-" + HelmVersion
 )
 
 // binary says how one component is built from its wrapper module.
 type binary struct {
 	name     string
 	realNode bool   // built only for the real node lane
+	helm     bool   // built only when helm is asked for
 	module   string // directory under hack/devcluster
 	pkg      string // package to build, relative to the module
 	ldflags  string
@@ -42,6 +48,7 @@ func binaries() []binary {
 		{name: BinKubeAPIServer, module: "kube", pkg: "k8s.io/kubernetes/cmd/kube-apiserver", ldflags: kubeVersion, approx: "4–9 min"},
 		{name: BinKubeControllerManager, module: "kube", pkg: "k8s.io/kubernetes/cmd/kube-controller-manager", ldflags: kubeVersion, approx: "1.5 min"},
 		{name: BinKubeScheduler, module: "kube", pkg: "k8s.io/kubernetes/cmd/kube-scheduler", ldflags: kubeVersion, approx: "10 s"},
+		{name: BinHelm, helm: true, module: "helm", pkg: "helm.sh/helm/v4/cmd/helm", ldflags: "-X helm.sh/helm/v4/internal/version.version=" + HelmVersion, approx: "3 min"},
 		{name: BinKubelet, realNode: true, module: "kube", pkg: "k8s.io/kubernetes/cmd/kubelet", ldflags: kubeVersion, approx: "40 s after kube-apiserver"},
 		{name: BinKubeProxy, realNode: true, module: "kube", pkg: "k8s.io/kubernetes/cmd/kube-proxy", ldflags: kubeVersion, approx: "20 s after kubelet"},
 	}

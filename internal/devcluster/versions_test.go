@@ -12,6 +12,7 @@ func TestVersionsMatchWrapperModules(t *testing.T) {
 		{"kube", "k8s.io/kubernetes " + KubernetesVersion},
 		{"etcd", "go.etcd.io/etcd/server/v3 " + EtcdVersion},
 		{"kwok", "sigs.k8s.io/kwok " + KwokVersion},
+		{"helm", "helm.sh/helm/v4 " + HelmVersion},
 	} {
 		b, err := os.ReadFile(filepath.Join("..", "..", "hack", "devcluster", tc.module, "go.mod"))
 		if err != nil {

@@ -25,6 +25,6 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	clustertest.Main(m, devcluster.Options{},
-		clustertest.InstallCRDs("../../deploy/crds/lastcall.dev_terminationpolicies.yaml",
-			"../../deploy/crds/lastcall.dev_terminationruns.yaml", "../../deploy/crds/lastcall.dev_gates.yaml", flaggerCRDs))
+		clustertest.InstallCRDs("../../charts/lastcall/crds/lastcall.dev_terminationpolicies.yaml",
+			"../../charts/lastcall/crds/lastcall.dev_terminationruns.yaml", "../../charts/lastcall/crds/lastcall.dev_gates.yaml", flaggerCRDs))
 }

@@ -62,7 +62,7 @@ func New(mgr manager.Manager, authn *auth.Authenticator, authz *auth.Authorizer,
 		if meta.IsNoMatchError(err) {
 			// The gates.lastcall.dev CRD is missing: manual gates hold
 			// (403) until it is applied.
-			log.Error("CRD not installed; apply deploy/crds", "kind", fmt.Sprintf("%T", obj), "err", err)
+			log.Error("CRD not installed; apply charts/lastcall/crds", "kind", fmt.Sprintf("%T", obj), "err", err)
 			continue
 		}
 		if err != nil {

@@ -24,15 +24,14 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+	"github.com/lastcall-dev/lastcall/internal/devcluster"
 	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
 	"github.com/lastcall-dev/lastcall/internal/node/logind/logindtest"
 )
 
-// TestShippedRBACIsEnoughForAShutdownAndNoMore applies deploy/node-agent as
+// TestShippedRBACIsEnoughForAShutdownAndNoMore applies the chart's node agent as
 // kustomize builds it and runs the agent with a token of its ServiceAccount,
 // bound only to the shipped ClusterRole: a shutdown with a termination run
 // (targetRef policy), an eviction, a PDB override at the margin and Events,
@@ -147,8 +146,8 @@ func TestShippedRBACIsEnoughForAShutdownAndNoMore(t *testing.T) {
 	}
 }
 
-// applyNodeAgent creates what kustomize builds from deploy/node-agent (in the
-// lastcall-system namespace, which deploy/server would create). The
+// applyNodeAgent creates the node agent's objects as the chart renders them
+// with nodeAgent.enabled (release "lastcall" in lastcall-system). The
 // DaemonSet is only validated by the API server (dry run): its pods would
 // sit on the kwok nodes of the other tests.
 func applyNodeAgent(t *testing.T, cs kubernetes.Interface, withPolicy bool) {
@@ -158,11 +157,8 @@ func applyNodeAgent(t *testing.T, cs kubernetes.Interface, withPolicy bool) {
 	if _, err := cs.CoreV1().Namespaces().Create(ctx, nsObj, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
-	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), "../../deploy/node-agent")
-	if err != nil {
-		t.Fatalf("kustomize build deploy/node-agent: %v", err)
-	}
-	data, err := res.AsYaml()
+	data, err := devcluster.HelmTemplate(ctx, devcluster.BuildOptions{}, "../../charts/lastcall", "lastcall", "lastcall-system",
+		"nodeAgent.enabled=true", "image.tag=v0.1.0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,6 +171,10 @@ func applyNodeAgent(t *testing.T, cs kubernetes.Interface, withPolicy bool) {
 		} else if err != nil {
 			t.Fatal(err)
 		}
+		// Only the node agent's objects: the server's are another test's.
+		if u.GetLabels()["app.kubernetes.io/component"] != "node-agent" && !strings.Contains(u.GetName(), "node-agent") {
+			continue
+		}
 		if strings.HasPrefix(u.GetKind(), "ValidatingAdmissionPolicy") {
 			if !withPolicy {
 				continue
@@ -186,7 +186,7 @@ func applyNodeAgent(t *testing.T, cs kubernetes.Interface, withPolicy bool) {
 		var opts []client.CreateOption
 		if u.GetKind() == "DaemonSet" {
 			if img := nestedImage(u); img != "ghcr.io/lastcall-dev/lastcall:v0.1.0" {
-				t.Errorf("DaemonSet image %q: kustomize's images entry did not apply", img)
+				t.Errorf("DaemonSet image %q: the chart's image values did not apply", img)
 			}
 			opts = append(opts, client.DryRunAll)
 		}

@@ -29,8 +29,8 @@ import (
 
 func TestMain(m *testing.M) {
 	clustertest.Main(m, devcluster.Options{Nodes: 2},
-		clustertest.InstallCRDs("../../deploy/crds/lastcall.dev_terminationpolicies.yaml",
-			"../../deploy/crds/lastcall.dev_terminationruns.yaml", "testdata/argo-workflow-crd.yaml"))
+		clustertest.InstallCRDs("../../charts/lastcall/crds/lastcall.dev_terminationpolicies.yaml",
+			"../../charts/lastcall/crds/lastcall.dev_terminationruns.yaml", "testdata/argo-workflow-crd.yaml"))
 }
 
 // startController runs the server's manager in-process for the test.

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -28,23 +30,22 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 
 	"github.com/lastcall-dev/lastcall/api/v1alpha1"
+	"github.com/lastcall-dev/lastcall/internal/devcluster"
 	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
 	"github.com/lastcall-dev/lastcall/internal/run"
 	"github.com/lastcall-dev/lastcall/internal/server"
 )
 
-// TestShippedManifestsAndRBAC applies deploy/server as kustomize builds it,
+// TestShippedManifestsAndRBAC applies the chart as `helm template` renders it,
 // then runs the server with a token of the shipped ServiceAccount, bound only
 // to the shipped roles: a run with http, exec and label steps on a targetRef
 // policy must succeed, and what the server never needs must be forbidden.
 func TestShippedManifestsAndRBAC(t *testing.T) {
 	env := clustertest.New(t)
 	ctx := context.Background()
-	applyKustomization(t, "../../deploy/server")
+	applyChart(t)
 
 	token, err := env.Client.CoreV1().ServiceAccounts("lastcall-system").CreateToken(ctx, "lastcall",
 		&authnv1.TokenRequest{Spec: authnv1.TokenRequestSpec{ExpirationSeconds: ptrTo(int64(3600))}}, metav1.CreateOptions{})
@@ -150,16 +151,40 @@ func TestShippedManifestsAndRBAC(t *testing.T) {
 
 // applyKustomization builds dir with kustomize and creates every object,
 // CRDs first (and established) so that the rest can use them.
-func applyKustomization(t testing.TB, dir string) {
+// applyChart creates what the chart renders (release "lastcall" in
+// lastcall-system, CRDs included), as `helm install` would.
+func applyChart(t testing.TB) {
 	t.Helper()
-	res, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
-	if err != nil {
-		t.Fatalf("kustomize build %s: %v", dir, err)
-	}
-	data, err := res.AsYaml()
+	ns := []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: lastcall-system}\n---\n")
+	applyManifests(t, append(ns, renderChart(t)...))
+}
+
+func renderChart(t testing.TB, set ...string) []byte {
+	t.Helper()
+	data, err := devcluster.HelmTemplate(context.Background(), devcluster.BuildOptions{}, "../../charts/lastcall", "lastcall", "lastcall-system", set...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return data
+}
+
+// applyCRDs installs only the chart's CRDs.
+func applyCRDs(t testing.TB) {
+	t.Helper()
+	var data []byte
+	files, _ := filepath.Glob("../../charts/lastcall/crds/*.yaml")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data = append(append(data, b...), "\n---\n"...)
+	}
+	applyManifests(t, data)
+}
+
+func applyManifests(t testing.TB, data []byte) {
+	t.Helper()
 	var crds, rest []*unstructured.Unstructured
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	for {

@@ -51,7 +51,7 @@ func stateServer(t *testing.T) string {
 // more than once.
 func startStateServer(t *testing.T) (base, stateDir string, stop func() error) {
 	t.Helper()
-	applyKustomization(t, "../../deploy/crds")
+	applyCRDs(t)
 	dir := t.TempDir()
 	tokenFile := filepath.Join(dir, "control-token")
 	if err := os.WriteFile(tokenFile, []byte(controlToken+"\n"), 0o600); err != nil {

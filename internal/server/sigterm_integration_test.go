@@ -31,7 +31,7 @@ type serverProcess struct {
 
 func startServerProcess(t testing.TB, args ...string) *serverProcess {
 	t.Helper()
-	applyKustomization(t, "../../deploy/crds")
+	applyCRDs(t)
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "lastcall")
 	if err := devcluster.GoBuild(context.Background(), "", bin, "../../cmd/lastcall"); err != nil {

@@ -19,7 +19,7 @@ import (
 // would be invisible to the other).
 func TestSecondServerOnFileStoreRefusesToStart(t *testing.T) {
 	env := clustertest.New(t)
-	applyKustomization(t, "../../deploy/crds")
+	applyCRDs(t)
 	newServer := func() (*server.Server, error) {
 		cfg := server.Defaults
 		cfg.HTTPAddr, cfg.MetricsAddr, cfg.HealthAddr = "127.0.0.1:0", "127.0.0.1:0", "0"

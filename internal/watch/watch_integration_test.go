@@ -30,7 +30,7 @@ import (
 
 func TestMain(m *testing.M) {
 	clustertest.Main(m, devcluster.Options{}, clustertest.InstallCRDs(
-		"../../deploy/crds/lastcall.dev_terminationpolicies.yaml", "../../deploy/crds/lastcall.dev_terminationruns.yaml"))
+		"../../charts/lastcall/crds/lastcall.dev_terminationpolicies.yaml", "../../charts/lastcall/crds/lastcall.dev_terminationruns.yaml"))
 }
 
 func runsClient(t *testing.T) client.Client {

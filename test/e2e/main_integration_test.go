@@ -27,9 +27,9 @@ func installCRDs(c *devcluster.Cluster) error {
 	if err != nil {
 		return err
 	}
-	ours, err := filepath.Glob("../../deploy/crds/lastcall.dev_*.yaml")
+	ours, err := filepath.Glob("../../charts/lastcall/crds/lastcall.dev_*.yaml")
 	if err != nil || len(ours) == 0 {
-		return fmt.Errorf("no CRDs in ../../deploy/crds: %v", err)
+		return fmt.Errorf("no CRDs in ../../charts/lastcall/crds: %v", err)
 	}
 	gw, err := devcluster.GatewayAPICRDPaths(ctx)
 	if err != nil {

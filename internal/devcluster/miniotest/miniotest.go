@@ -6,12 +6,12 @@ package miniotest
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
+	"strconv"
 	"testing"
 	"time"
 
@@ -42,9 +42,9 @@ type Server struct {
 	t        testing.TB
 }
 
-func freePort(t testing.TB) int {
+func freePort(t testing.TB, host string) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,16 +57,24 @@ func freePort(t testing.TB) int {
 // credentials from.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return StartOn(t, "127.0.0.1")
+}
+
+// StartOn is Start with MinIO listening on host: the real node's tests use
+// the node IP, which pods reach (inside the test's network namespace).
+func StartOn(t testing.TB, host string) *Server {
+	t.Helper()
 	// `make minio` builds it before the tests; a bare `go test` builds it
 	// here on first use (about 10 min), with progress on stderr.
 	bin, err := devcluster.EnsureMinio(context.Background(), devcluster.MinioOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
-	s := &Server{t: t, bin: bin, endpoint: fmt.Sprintf("http://127.0.0.1:%d", port),
-		args: []string{"server", "--quiet", "--address", fmt.Sprintf("127.0.0.1:%d", port),
-			"--console-address", fmt.Sprintf("127.0.0.1:%d", freePort(t)), t.TempDir()}}
+	port := freePort(t, host)
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	s := &Server{t: t, bin: bin, endpoint: "http://" + addr,
+		args: []string{"server", "--quiet", "--address", addr,
+			"--console-address", net.JoinHostPort(host, strconv.Itoa(freePort(t, host))), t.TempDir()}}
 	s.Resume()
 	t.Cleanup(func() {
 		s.Stop()
