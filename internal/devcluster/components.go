@@ -62,7 +62,7 @@ func (c *Cluster) apiServerArgs(realNode bool) []string {
 		"--service-account-issuer=" + serviceAccountIssuer,
 		"--service-account-key-file=" + c.pki.saPub(),
 		"--service-account-signing-key-file=" + c.pki.saKey(),
-		"--service-cluster-ip-range=10.96.0.0/16",
+		"--service-cluster-ip-range=" + ServiceCIDR,
 		"--allow-privileged=true",
 		"--kubelet-preferred-address-types=InternalIP",
 		// kwok serves the kubelet API (exec, logs) with a certificate from

@@ -66,6 +66,11 @@ func (c *Cluster) startRealNode(ctx context.Context, bins Binaries, opts *RealNo
 	if err := netns.AddAddress(NodeIP + "/32"); err != nil {
 		return err
 	}
+	// A node has a default route; this one has only the Service range, so
+	// that the test reaches Services as a process on a node does.
+	if err := netns.AddLocalRoute(ServiceCIDR, NodeIP); err != nil {
+		return err
+	}
 	var err error
 	if n.host, err = prepareHost(n.paths); err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 const (
 	NodeIP       = "10.250.0.2"
 	RealPodCIDR  = "10.251.0.0/24"
+	ServiceCIDR  = "10.96.0.0/16"
 	RealNodeName = "real-node"
 	// SandboxImage is the name containerd is told to use for pod sandboxes;
 	// the project's lastcall-pause is imported under it.

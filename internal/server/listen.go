@@ -76,6 +76,20 @@ type httpRunnable struct {
 
 func (h *httpRunnable) NeedLeaderElection() bool { return false }
 
+// closeWhileDraining answers with "Connection: close" once draining starts.
+// A client's kept-alive connection stays pinned to this pod after it left
+// the Service's endpoints (kube-proxy's conntrack entry outlives them):
+// closing it after a complete response moves the client to a ready pod,
+// where closing it at Shutdown could race with the client's next request.
+func closeWhileDraining(draining *atomic.Bool, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if draining.Load() {
+			w.Header().Set("Connection", "close")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 func (h *httpRunnable) Start(ctx context.Context) error {
 	l, err := net.Listen("tcp", h.addr)
 	if err != nil {
@@ -85,7 +99,7 @@ func (h *httpRunnable) Start(ctx context.Context) error {
 		l = netutil.LimitListener(l, h.maxConns)
 	}
 	srv := &http.Server{
-		Handler:           h.handler,
+		Handler:           closeWhileDraining(h.draining, h.handler),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       h.readTimeout,
 		IdleTimeout:       idleTimeout,

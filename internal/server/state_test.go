@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"strings"
 	"testing"
 	"time"
@@ -66,5 +69,18 @@ func TestStepStoreLimitsKeysAndRetention(t *testing.T) {
 	}
 	if err := put("k4", "x"); !errors.Is(err, run.ErrPermanent) || !errors.Is(err, state.ErrQuotaExceeded) {
 		t.Fatalf("a fourth key with a limit of 3: %v, want permanent ErrQuotaExceeded", err)
+	}
+}
+
+func TestResponsesCloseTheConnectionOnceDraining(t *testing.T) {
+	var draining atomic.Bool
+	h := closeWhileDraining(&draining, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {}))
+	for _, d := range []bool{false, true} {
+		draining.Store(d)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+		if got := rec.Header().Get("Connection") == "close"; got != d {
+			t.Errorf("draining=%v: Connection %q", d, rec.Header().Get("Connection"))
+		}
 	}
 }

@@ -84,7 +84,6 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		"--set", "state.type=s3",
 		"--set-string", "state.s3.url=" + minio.URL,
 		"--set", "state.s3.credentialsSecret=lastcall-s3",
-		"--set", "server.extraEnv[0].name=AWS_EC2_METADATA_DISABLED,server.extraEnv[0].value=true",
 		"--set-string", "server.nodeSelector.devcluster\\.lastcall\\.dev/real-node=true",
 	}
 	start := time.Now()

@@ -96,6 +96,17 @@ func AddAddress(cidr string) error {
 	return nil
 }
 
+// AddLocalRoute routes cidr to loopback from src in this namespace, so that
+// packets to it get as far as the nat table (kube-proxy's Service
+// addresses, which exist only as DNAT rules). It refuses to run in the
+// machine's own namespace.
+func AddLocalRoute(cidr, src string) error {
+	if !Private() {
+		return errors.New("netns: refusing to add a route to the machine's own network namespace")
+	}
+	return run("ip", "route", "replace", cidr, "dev", "lo", "src", src)
+}
+
 func run(name string, args ...string) error {
 	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("netns: %s %v: %w: %s", name, args, err, out)
