@@ -28,7 +28,8 @@ func TestMain(m *testing.M) {
 	// tests read the agent's log only.
 	ctrllog.SetLogger(logr.Discard())
 	clustertest.Main(m, devcluster.Options{Nodes: 1},
-		clustertest.InstallCRDs("../../charts/lastcall/crds/lastcall.dev_terminationpolicies.yaml", "../../charts/lastcall/crds/lastcall.dev_terminationruns.yaml"))
+		clustertest.InstallCRDs("../../charts/lastcall/crds/lastcall.dev_terminationpolicies.yaml", "../../charts/lastcall/crds/lastcall.dev_terminationruns.yaml",
+			"../../charts/lastcall/crds/lastcall.dev_gates.yaml"))
 }
 
 // scenarioPod is a pod of the scenario, its group and what it must get.

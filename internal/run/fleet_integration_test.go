@@ -30,7 +30,7 @@ import (
 func TestMain(m *testing.M) {
 	clustertest.Main(m, devcluster.Options{Nodes: 2},
 		clustertest.InstallCRDs("../../charts/lastcall/crds/lastcall.dev_terminationpolicies.yaml",
-			"../../charts/lastcall/crds/lastcall.dev_terminationruns.yaml", "testdata/argo-workflow-crd.yaml"))
+			"../../charts/lastcall/crds/lastcall.dev_terminationruns.yaml", "../../charts/lastcall/crds/lastcall.dev_gates.yaml", "testdata/argo-workflow-crd.yaml"))
 }
 
 // startController runs the server's manager in-process for the test.

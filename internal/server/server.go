@@ -183,6 +183,9 @@ func New(restCfg *rest.Config, cfg Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkCRDs(kube.Discovery()); err != nil {
+		return nil, err
+	}
 	authn, err := newAuthenticator(restCfg, cfg, log)
 	if err != nil {
 		return nil, fmt.Errorf("control token: %w", err)

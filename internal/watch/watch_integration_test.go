@@ -30,7 +30,8 @@ import (
 
 func TestMain(m *testing.M) {
 	clustertest.Main(m, devcluster.Options{}, clustertest.InstallCRDs(
-		"../../charts/lastcall/crds/lastcall.dev_terminationpolicies.yaml", "../../charts/lastcall/crds/lastcall.dev_terminationruns.yaml"))
+		"../../charts/lastcall/crds/lastcall.dev_terminationpolicies.yaml", "../../charts/lastcall/crds/lastcall.dev_terminationruns.yaml",
+		"../../charts/lastcall/crds/lastcall.dev_gates.yaml"))
 }
 
 func runsClient(t *testing.T) client.Client {

@@ -92,7 +92,9 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	if !strings.Contains(out, "/flagger/gate") {
 		t.Errorf("NOTES.txt does not print the Flagger webhook URL:\n%s", out)
 	}
-	t.Cleanup(func() { _, _ = devcluster.Helm(context.Background(), devcluster.BuildOptions{}, "uninstall", release, "-n", releaseNS, "--kubeconfig", c.KubeconfigPath()) })
+	t.Cleanup(func() {
+		_, _ = devcluster.Helm(context.Background(), devcluster.BuildOptions{}, "uninstall", release, "-n", releaseNS, "--kubeconfig", c.KubeconfigPath())
+	})
 
 	svc, err := cs.CoreV1().Services(releaseNS).Get(ctx, release, metav1.GetOptions{})
 	if err != nil {
