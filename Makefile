@@ -19,7 +19,7 @@ export GOFLAGS := $(strip $(GOFLAGS) -trimpath)
 # need it.
 TESTFLAGS ?= -ldflags=-w
 
-.PHONY: images push docs deps bench all build test lint fmt-check vet staticcheck unit integration devcluster minio demo generate verify-generate clean
+.PHONY: demo-real-node images push docs deps bench all build test lint fmt-check vet staticcheck unit integration devcluster minio demo generate verify-generate clean
 
 all: build
 
@@ -102,6 +102,11 @@ bench: devcluster deps
 # control plane, Flagger and lastcall server, all stopped at the end.
 demo: devcluster
 	./hack/demo.sh
+
+# The same scenario with lastcall installed by its Helm chart on a real node
+# (kubelet, containerd; needs root and `make deps`).
+demo-real-node: devcluster deps
+	./hack/demo.sh --real-node
 
 # CRDs and deepcopy come from the API types; never edit them by hand.
 # OCI images without Docker (internal/image, go-containerregistry):

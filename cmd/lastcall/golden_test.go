@@ -21,7 +21,7 @@ func TestCLIOutputsMatchGoldenFiles(t *testing.T) {
 	}{
 		{"lint-mistakes.txt", "", []string{"lint", "../../internal/lint/testdata/mistakes.yaml", "--node-shutdown-grace=45s"}},
 		{"lint-mistakes.json", "", []string{"lint", "-o", "json", "../../internal/lint/testdata/mistakes.yaml"}},
-		{"lint-deploy.txt", "", []string{"lint", "../../deploy"}},
+		{"lint-crds.txt", "", []string{"lint", "../../charts/lastcall/crds"}},
 		{"lint-stdin.txt", podWithShortWindow, []string{"lint", "-"}},
 		{"lint-stdin-strict.txt", podWithShortWindow, []string{"lint", "--strict", "-"}},
 		{"lint-unreadable.txt", "kind: [", []string{"lint", "-"}},

@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/lastcall-dev/lastcall/internal/devcluster"
+	"github.com/lastcall-dev/lastcall/internal/devcluster/netns"
 	"github.com/lastcall-dev/lastcall/test/e2e/scenario"
 )
 
@@ -34,7 +35,15 @@ func main() {
 
 func run(ctx context.Context) error {
 	refresh := flag.Duration("refresh", 500*time.Millisecond, "how often the live view is redrawn (on a terminal)")
+	realNode := flag.Bool("real-node", false, "install lastcall with its Helm chart on a real node (kubelet, containerd) instead of running it as a process; needs root")
 	flag.Parse()
+	if *realNode {
+		// The real node lives in a network namespace of its own; this
+		// re-executes the demo inside it (everything is built already).
+		if err := netns.Enter(); err != nil {
+			return err
+		}
+	}
 	work, err := os.MkdirTemp("", "lastcall-demo-")
 	if err != nil {
 		return err
@@ -49,13 +58,18 @@ func run(ctx context.Context) error {
 	}()
 
 	say("starting a private control plane (etcd, kube-apiserver, controllers, scheduler, kwok); the first run builds it")
-	c, err := devcluster.Start(ctx, devcluster.Options{Nodes: 2, Progress: os.Stderr})
+	opts := devcluster.Options{Nodes: 2, Progress: os.Stderr}
+	if *realNode {
+		say("with a real node: the kubelet, kube-proxy, containerd and runc, in a network namespace of the demo's own")
+		opts.RealNode = &devcluster.RealNodeOptions{}
+	}
+	c, err := devcluster.Start(ctx, opts)
 	if err != nil {
 		return err
 	}
 	defer c.Stop()
 	say("preparing Flagger %s, the CRDs and the lastcall binary", devcluster.FlaggerVersion)
-	sc, err := setup(ctx, c, work)
+	sc, err := setup(ctx, c, work, *realNode)
 	if err != nil {
 		return err
 	}
@@ -100,7 +114,7 @@ func run(ctx context.Context) error {
 
 // setup installs the CRDs, builds lastcall and prepares the scenario in a
 // namespace of its own.
-func setup(ctx context.Context, c *devcluster.Cluster, work string) (*scenario.Scenario, error) {
+func setup(ctx context.Context, c *devcluster.Cluster, work string, realNode bool) (*scenario.Scenario, error) {
 	peers, err := devcluster.EnsurePeers(ctx, devcluster.BuildOptions{})
 	if err != nil {
 		return nil, err
@@ -120,8 +134,20 @@ func setup(ctx context.Context, c *devcluster.Cluster, work string) (*scenario.S
 	if err := devcluster.InstallCRDs(ctx, c.Config(), append(append(ours, flaggerCRDs), gatewayCRDs...)...); err != nil {
 		return nil, err
 	}
-	bin, err := scenario.BuildLastcall(ctx, ".", work)
-	if err != nil {
+	var bin string
+	var helm *scenario.HelmInstall
+	if realNode {
+		say("building the lastcall image and importing it into the node's containerd; helm installs it")
+		const repo, tag = "ghcr.io/lastcall-dev/lastcall", "demo"
+		archive, err := devcluster.LocalImage(ctx, devcluster.BuildOptions{}, "lastcall", "./cmd/lastcall", repo+":"+tag, work)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.ImportImages(ctx, archive); err != nil {
+			return nil, err
+		}
+		helm = &scenario.HelmInstall{Chart: "charts/lastcall", Image: repo, Tag: tag}
+	} else if bin, err = scenario.BuildLastcall(ctx, ".", work); err != nil {
 		return nil, err
 	}
 	cs, err := kubernetes.NewForConfig(c.Config())
@@ -137,7 +163,7 @@ func setup(ctx context.Context, c *devcluster.Cluster, work string) (*scenario.S
 		return nil, err
 	}
 	cfg := scenario.Config{Cluster: c.Config(), Kubeconfig: c.KubeconfigPath(), Namespace: ns, LogDir: logs,
-		LastcallBinary: bin, FlaggerBinary: peers.Flagger()}
+		LastcallBinary: bin, FlaggerBinary: peers.Flagger(), Helm: helm}
 	if !isTerminal(os.Stdout) {
 		cfg.Log = func(line string) { fmt.Println(line) }
 	}

@@ -109,6 +109,11 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	switch {
 	case opts.PodCIDR != "":
 		c.podCIDR = opts.PodCIDR
+	case opts.RealNode != nil:
+		// Pods on the real node must reach kwok's pods too, which loopback
+		// addresses of the namespace would not allow; a test serves one of
+		// these IPs by adding it to the namespace's loopback first.
+		c.podCIDR = KwokPodCIDRWithRealNode
 	case !c.temporary:
 		c.podCIDR = DevPodCIDR
 	default:

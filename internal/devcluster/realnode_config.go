@@ -11,10 +11,13 @@ import (
 // the test created (package netns): the node IP sits on that namespace's
 // loopback, the pods on a bridge beside it.
 const (
-	NodeIP       = "10.250.0.2"
-	RealPodCIDR  = "10.251.0.0/24"
-	ServiceCIDR  = "10.96.0.0/16"
-	RealNodeName = "real-node"
+	NodeIP      = "10.250.0.2"
+	RealPodCIDR = "10.251.0.0/24"
+	ServiceCIDR = "10.96.0.0/16"
+	// KwokPodCIDRWithRealNode is kwok's pod range in a cluster with a real
+	// node (inside the test's network namespace too).
+	KwokPodCIDRWithRealNode = "10.252.0.0/16"
+	RealNodeName            = "real-node"
 	// SandboxImage is the name containerd is told to use for pod sandboxes;
 	// the project's lastcall-pause is imported under it.
 	SandboxImage = "registry.k8s.io/pause:3.10"

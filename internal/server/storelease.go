@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"strings"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -22,6 +25,10 @@ import (
 // the other).
 const StoreLeaseName = "lastcall-state-store"
 
+// storeLeaseGoneHolderWait bounds the wait for a Lease whose holder's pod
+// is gone or terminating: its grace period, then the Lease's duration.
+const storeLeaseGoneHolderWait = 10 * time.Minute
+
 // storeLeaseTiming is client-go's usual leader-election timing.
 var storeLeaseTiming = struct{ duration, renew, retry time.Duration }{15 * time.Second, 10 * time.Second, 2 * time.Second}
 
@@ -33,10 +40,19 @@ var storeLeaseTiming = struct{ duration, renew, retry time.Duration }{15 * time.
 // replica logs it and campaigns again.
 func claimStoreLease(ctx context.Context, cs kubernetes.Interface, ns string, log *slog.Logger) error {
 	id := electionID()
+	// A holder that died without releasing the Lease is waited out: the
+	// Lease's duration past its last renewal, and the elector's retries.
+	waitFor := storeLeaseTiming.duration + 2*storeLeaseTiming.retry
 	if holder, live, err := liveHolder(ctx, cs, ns); err != nil {
 		return err
 	} else if live {
-		return storeHeldError(ns, holder)
+		if !holderPodGone(ctx, cs, holder, log) {
+			return storeHeldError(ns, holder)
+		}
+		// The holder's pod was deleted, but its server may still be in
+		// its grace period, serving and renewing: wait until it releases
+		// the Lease or its kill lets it expire.
+		waitFor = storeLeaseGoneHolderWait
 	}
 	won := make(chan struct{})
 	elector, err := leaseElector(cs, ns, StoreLeaseName, id, storeLeaseTiming.duration, storeLeaseTiming.renew, storeLeaseTiming.retry,
@@ -63,8 +79,7 @@ func claimStoreLease(ctx context.Context, cs kubernetes.Interface, ns string, lo
 		}
 		releaseIfHeld(cs, ns, id, log)
 	}()
-	// A holder that died without releasing the Lease is waited out.
-	wait := time.NewTimer(storeLeaseTiming.duration + 2*storeLeaseTiming.retry)
+	wait := time.NewTimer(waitFor)
 	defer wait.Stop()
 	select {
 	case <-won:
@@ -75,6 +90,28 @@ func claimStoreLease(ctx context.Context, cs kubernetes.Interface, ns string, lo
 	case <-wait.C:
 		return storeHeldError(ns, elector.GetLeader())
 	}
+}
+
+// holderPodGone reports whether the Lease's holder was a pod that is gone or
+// going (deleted, terminating, finished): a replica that crashed or was
+// SIGKILLed holds the Lease until it expires, and its replacement should
+// wait that out rather than exit and be restarted with the kubelet's
+// growing back-off (seen: 82 s after a SIGKILL). The identity starts with
+// the holder's hostname, a pod's name; only a server that knows its own
+// namespace (POD_NAMESPACE, set by the chart) can look it up.
+func holderPodGone(ctx context.Context, cs kubernetes.Interface, holder string, log *slog.Logger) bool {
+	ns := os.Getenv("POD_NAMESPACE")
+	i := strings.LastIndex(holder, "_")
+	if ns == "" || i <= 0 {
+		return false
+	}
+	pod, err := cs.CoreV1().Pods(ns).Get(ctx, holder[:i], metav1.GetOptions{})
+	gone := apierrors.IsNotFound(err) ||
+		(err == nil && (pod.DeletionTimestamp != nil || pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded))
+	if gone {
+		log.Info("the file:// state store Lease is held by a pod that is gone; waiting for the Lease to expire", "holder", holder)
+	}
+	return gone
 }
 
 // releaseIfHeld empties the Lease's holder if it is still id. The elector

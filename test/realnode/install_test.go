@@ -46,16 +46,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	c := clustertest.Cluster()
 	ctx := context.Background()
 
-	dir := t.TempDir()
-	for _, tag := range []string{"test-1", upgradeTag} {
-		archive, err := devcluster.LocalImage(ctx, devcluster.BuildOptions{}, "lastcall-"+tag, "./cmd/lastcall", imageRepo+":"+tag, dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := c.ImportImages(ctx, archive); err != nil {
-			t.Fatal(err)
-		}
-	}
+	importLastcallImage(t, "test-1", upgradeTag)
 	minio := miniotest.StartOn(t, devcluster.NodeIP)
 
 	cs := env.Client
@@ -187,6 +178,28 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	out = helm("uninstall", release, "-n", releaseNS, "--wait")
 	t.Logf("helm uninstall: %s", strings.TrimSpace(out))
 	checkNothingLeft(t, env)
+}
+
+var imported = map[string]bool{}
+
+// importLastcallImage builds the lastcall image of the checkout once and
+// imports it into the real node under each tag.
+func importLastcallImage(t *testing.T, tags ...string) {
+	t.Helper()
+	dir := t.TempDir()
+	for _, tag := range tags {
+		if imported[tag] {
+			continue
+		}
+		archive, err := devcluster.LocalImage(context.Background(), devcluster.BuildOptions{}, "lastcall-"+tag, "./cmd/lastcall", imageRepo+":"+tag, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := clustertest.Cluster().ImportImages(context.Background(), archive); err != nil {
+			t.Fatal(err)
+		}
+		imported[tag] = true
+	}
 }
 
 // checkNothingLeft lists every kind the chart creates: none may be left

@@ -41,6 +41,9 @@ func deployment(replicas int32) *appsv1.Deployment {
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: map[string]string{devcluster.AnnotationExitAfter: "500ms"}},
 				Spec: corev1.PodSpec{
+					// The app is played by the scenario's pod servers: on
+					// kwok's nodes, also when the cluster has a real node.
+					NodeSelector:                  map[string]string{"type": "kwok"},
 					TerminationGracePeriodSeconds: ptr.To[int64](10),
 					Containers: []corev1.Container{{
 						Name: "app", Image: image("1.0"),

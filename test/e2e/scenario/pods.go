@@ -17,6 +17,8 @@ import (
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/lastcall-dev/lastcall/internal/devcluster/netns"
 )
 
 // DrainCall is one POST /drain a pod received.
@@ -136,6 +138,13 @@ func (s *podServers) gone(p *corev1.Pod) {
 
 // listen starts the server of one pod IP; s.mu is held.
 func (s *podServers) listen(ip string) error {
+	// With a real node, kwok's pod IPs are not loopback: they are added to
+	// the test's own network namespace so that real pods reach them.
+	if a := net.ParseIP(ip); a != nil && !a.IsLoopback() {
+		if err := netns.AddAddress(ip + "/32"); err != nil {
+			return err
+		}
+	}
 	l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(AppPort)))
 	if err != nil {
 		return err

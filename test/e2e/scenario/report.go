@@ -86,9 +86,7 @@ func (s *Scenario) finish(ctx context.Context) *Report {
 	if s.flagger != nil {
 		r.Logs = append(r.Logs, s.flagger.LogPath())
 	}
-	for i := 1; i <= s.lastcall.starts; i++ {
-		r.Logs = append(r.Logs, s.lastcall.logPath(i))
-	}
+	r.Logs = append(r.Logs, s.lastcall.logs()...)
 	return &r
 }
 

@@ -35,6 +35,9 @@ type Config struct {
 	// LastcallBinary and FlaggerBinary are the programs to run (see
 	// BuildLastcall and devcluster.EnsurePeers).
 	LastcallBinary, FlaggerBinary string
+	// Helm, when set, installs lastcall with its chart on the cluster's
+	// real node instead of running LastcallBinary as a process.
+	Helm *HelmInstall
 	// Mode is how Flagger moves the traffic; default ModeBlueGreen, the
 	// main scenario (with its faults). The other modes play a plain
 	// rollout.
@@ -70,7 +73,7 @@ type Scenario struct {
 	bgCancel context.CancelFunc
 	gateSrv  *http.Server
 	gateURL  string
-	lastcall *lastcallServer
+	lastcall lastcallRunner
 	flagger  *devcluster.Process
 
 	recovered  atomic.Bool   // the failing pod drains from now on
@@ -90,8 +93,8 @@ type Scenario struct {
 
 // New checks cfg and prepares clients; Run starts everything.
 func New(cfg Config) (*Scenario, error) {
-	if cfg.Cluster == nil || cfg.Kubeconfig == "" || cfg.Namespace == "" || cfg.LastcallBinary == "" || cfg.FlaggerBinary == "" || cfg.LogDir == "" {
-		return nil, errors.New("scenario: Cluster, Kubeconfig, Namespace, LogDir, LastcallBinary and FlaggerBinary are required")
+	if cfg.Cluster == nil || cfg.Kubeconfig == "" || cfg.Namespace == "" || (cfg.LastcallBinary == "" && cfg.Helm == nil) || cfg.FlaggerBinary == "" || cfg.LogDir == "" {
+		return nil, errors.New("scenario: Cluster, Kubeconfig, Namespace, LogDir, LastcallBinary (or Helm) and FlaggerBinary are required")
 	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
@@ -121,10 +124,12 @@ func New(cfg Config) (*Scenario, error) {
 	}
 	s.pods = newPodServers(cfg.Namespace, s.drain, s.logf)
 	s.obs = newObserver(cfg.Namespace, s.logf)
-	if s.lastcall, err = newLastcallServer(cfg.LastcallBinary, cfg.Kubeconfig, cfg.LogDir); err != nil {
+	if cfg.Helm != nil {
+		s.lastcall = newHelmLastcall(*cfg.Helm, s.cs, cfg.Kubeconfig, cfg.LogDir)
+	} else if s.lastcall, err = newLastcallServer(cfg.LastcallBinary, cfg.Kubeconfig, cfg.LogDir); err != nil {
 		return nil, err
 	}
-	s.gate = newGateRecorder(&url.URL{Scheme: "http", Host: s.lastcall.httpAddr}, s.logf)
+	s.gate = newGateRecorder(&url.URL{Scheme: "http", Host: s.lastcall.addr()}, s.logf)
 	return s, nil
 }
 
