@@ -45,7 +45,9 @@ func TestForceDeletedServerOnFileStoreIsReplacedWithoutCrashLoop(t *testing.T) {
 	if _, err := env.Client.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = env.Client.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = env.Client.CoreV1().PersistentVolumes().Delete(context.Background(), pv.Name, metav1.DeleteOptions{})
+	})
 	helm := func(args ...string) {
 		t.Helper()
 		if out, err := devcluster.Helm(ctx, devcluster.BuildOptions{}, append(args, "--kubeconfig", c.KubeconfigPath())...); err != nil {
