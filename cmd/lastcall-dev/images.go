@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
@@ -101,9 +102,46 @@ func (o *imagesOptions) run(cmd *cobra.Command) error {
 			return err
 		}
 		d, _ := idx.Digest()
-		fmt.Fprintf(cmd.OutOrStdout(), "%s@%s  %s (%s)\n", ref, d, archive, strings.Join(o.platforms, ", "))
+		sizes, err := compressedSizes(idx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "%s@%s  %s (%s)\n", ref, d, archive, sizes)
 	}
 	return nil
+}
+
+// compressedSizes says what a pull of each platform's image transfers: its
+// compressed layers, config and manifest.
+func compressedSizes(idx v1.ImageIndex) (string, error) {
+	im, err := idx.IndexManifest()
+	if err != nil {
+		return "", err
+	}
+	var out []string
+	for _, desc := range im.Manifests {
+		img, err := idx.Image(desc.Digest)
+		if err != nil {
+			return "", err
+		}
+		total := desc.Size
+		layers, err := img.Layers()
+		if err != nil {
+			return "", err
+		}
+		for _, l := range layers {
+			n, err := l.Size()
+			if err != nil {
+				return "", err
+			}
+			total += n
+		}
+		if cfg, err := img.RawConfigFile(); err == nil {
+			total += int64(len(cfg))
+		}
+		out = append(out, fmt.Sprintf("%s %.1f MB compressed", desc.Platform, float64(total)/1e6))
+	}
+	return strings.Join(out, ", "), nil
 }
 
 func newPushCommand() *cobra.Command {
