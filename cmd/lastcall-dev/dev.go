@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 
@@ -11,8 +12,9 @@ import (
 )
 
 type devOptions struct {
-	dir   string
-	nodes int
+	dir      string
+	nodes    int
+	realNode bool
 }
 
 func newDevCommand() *cobra.Command {
@@ -28,7 +30,7 @@ on 2 cores) and caches them; later starts take seconds. For development and
 tests only: the shipped lastcall binary does not include it.`,
 	}
 	cmd.PersistentFlags().StringVar(&opts.dir, "dir", "", "cluster directory: certificates, etcd data, logs, kubeconfig (default <user cache dir>/lastcall/dev)")
-	cmd.AddCommand(newDevUpCommand(opts), newDevDownCommand(opts), newDevStatusCommand(opts), newDevBuildCommand(), newImagesCommand(), newPushCommand())
+	cmd.AddCommand(newDevUpCommand(opts), newDevDownCommand(opts), newDevStatusCommand(opts), newDevExecCommand(opts), newDevBuildCommand(), newImagesCommand(), newPushCommand())
 	return cmd
 }
 
@@ -53,8 +55,14 @@ func newDevUpCommand(opts *devOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if devcluster.Holder(dir) != 0 {
+				return fmt.Errorf("a dev cluster with a real node already runs in %s; `lastcall-dev down` first", dir)
+			}
 			if st, err := devcluster.GetStatus(cmd.Context(), dir); err == nil && st.APIServer == "ok" {
 				return fmt.Errorf("a dev cluster already runs in %s (kubeconfig %s); `lastcall-dev down` first", dir, st.Kubeconfig)
+			}
+			if opts.realNode {
+				return upRealNode(cmd, opts, dir)
 			}
 			c, err := devcluster.Start(cmd.Context(), devcluster.Options{
 				Dir: dir, Nodes: opts.nodes, Detached: true, Progress: cmd.ErrOrStderr(),
@@ -75,6 +83,7 @@ func newDevUpCommand(opts *devOptions) *cobra.Command {
 		},
 	}
 	cmd.Flags().IntVar(&opts.nodes, "nodes", opts.nodes, "number of fake kwok nodes")
+	cmd.Flags().BoolVar(&opts.realNode, "real-node", false, "add a real node (kubelet, containerd, runc) in a network namespace of its own; stays in the foreground (needs root)")
 	return cmd
 }
 
@@ -106,6 +115,13 @@ func newDevStatusCommand(opts *devOptions) *cobra.Command {
 			dir, err := opts.resolveDir()
 			if err != nil {
 				return err
+			}
+			if pid := devcluster.Holder(dir); pid != 0 && os.Getenv(envInNode) == "" {
+				self, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				return execInNode(pid, dir, append([]string{self}, os.Args[1:]...))
 			}
 			st, err := devcluster.GetStatus(cmd.Context(), dir)
 			if err != nil {

@@ -23,6 +23,9 @@ type devState struct {
 	Ports     ports          `json:"ports"`
 	Processes map[string]int `json:"processes"`
 	Started   time.Time      `json:"started"`
+	// Holder is the pid of the `lastcall-dev up --real-node` process that
+	// holds a real node's network namespace and stops it all on SIGTERM.
+	Holder int `json:"holder,omitempty"`
 }
 
 func statePath(dir string) string { return filepath.Join(dir, "state.json") }
@@ -30,6 +33,9 @@ func statePath(dir string) string { return filepath.Join(dir, "state.json") }
 // SaveState records the running processes and ports of a detached cluster.
 func (c *Cluster) SaveState() error {
 	st := devState{Ports: c.ports, Processes: map[string]int{}, Started: time.Now()}
+	if c.node != nil {
+		st.Holder = os.Getpid()
+	}
 	for _, p := range c.procs {
 		st.Processes[p.name] = p.pid
 	}
@@ -77,6 +83,20 @@ func Down(dir string) error {
 	if err != nil {
 		return err
 	}
+	if st.Holder != 0 {
+		// The holder stops the real node and the control plane itself.
+		h := &process{name: "lastcall-dev", pid: st.Holder}
+		if h.running() {
+			_ = syscall.Kill(st.Holder, syscall.SIGTERM)
+			for i := 0; i < 1200 && h.running(); i++ {
+				time.Sleep(50 * time.Millisecond)
+			}
+			if h.running() {
+				return fmt.Errorf("lastcall-dev (pid %d) holding the real node did not stop within 60 s", st.Holder)
+			}
+		}
+		st.Holder = 0
+	}
 	for _, name := range []string{BinKwok, BinKubeScheduler, BinKubeControllerManager, BinKubeAPIServer, BinEtcd} {
 		pid, ok := st.Processes[name]
 		if !ok {
@@ -100,6 +120,16 @@ type Status struct {
 	APIServer  string          // "ok" or the error
 	NodesReady int
 	NodesTotal int
+}
+
+// Holder returns the pid of the process holding the real node's network
+// namespace of the dev cluster in dir, or 0 without a real node.
+func Holder(dir string) int {
+	st, err := loadState(dir)
+	if err != nil || st.Holder == 0 || syscall.Kill(st.Holder, 0) != nil {
+		return 0
+	}
+	return st.Holder
 }
 
 // GetStatus reports what runs of the dev cluster in dir.
