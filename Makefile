@@ -80,7 +80,7 @@ unit: deps
 # which Flagger will not shorten), and the others then run beside it.
 integration: devcluster minio deps
 	$(GO) test $(TESTFLAGS) -tags integration -count=1 -p $(TEST_PARALLEL) -timeout 60m \
-	  ./test/e2e/ $$($(GO) list ./... | grep -v '/test/e2e$$')
+	  ./test/e2e/ ./test/realnode/ $$($(GO) list -tags integration ./... | grep -v -e '/test/e2e$$' -e '/test/realnode$$')
 
 test: lint unit integration
 

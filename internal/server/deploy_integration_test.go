@@ -194,6 +194,9 @@ func applyManifests(t testing.TB, data []byte) {
 		} else if err != nil {
 			t.Fatal(err)
 		}
+		if len(u.Object) == 0 { // a template that rendered nothing
+			continue
+		}
 		if u.GetKind() == "CustomResourceDefinition" {
 			crds = append(crds, u)
 		} else {
