@@ -38,7 +38,7 @@ func TestPreStopHookSavesStateAndTheReplacementRestoresIt(t *testing.T) {
 	ctx := context.Background()
 	importImage(t, "testapp", "./test/realnode/testapp", testAppImage)
 	importImage(t, "lastcall-prestop", "./cmd/lastcall-prestop", prestopImage)
-	stateURL := startStateServer(t)
+	stateURL, _ := startStateServer(t)
 	rec := startRecorder(t)
 
 	if _, err := env.Client.CoreV1().ServiceAccounts(env.Namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil {
@@ -175,8 +175,9 @@ func importImage(t *testing.T, name, pkg, ref string) {
 }
 
 // startStateServer runs `lastcall server` as a process on the node IP, where
-// pods reach it, with a file:// store; it returns the state API's URL.
-func startStateServer(t *testing.T) string {
+// pods reach it, with a file:// store and the watcher on; it returns the
+// state API's URL and its /metrics URL.
+func startStateServer(t *testing.T) (stateURL, metricsURL string) {
 	t.Helper()
 	ctx := context.Background()
 	c := clustertest.Cluster()
@@ -190,8 +191,9 @@ func startStateServer(t *testing.T) string {
 	}
 	addr := net.JoinHostPort(devcluster.NodeIP, strconv.Itoa(freePort(t, devcluster.NodeIP)))
 	health := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t, "127.0.0.1")))
+	metrics := net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t, "127.0.0.1")))
 	p, err := devcluster.StartProcess("lastcall-server", bin, []string{"server", "--kubeconfig", c.KubeconfigPath(),
-		"--http-addr", addr, "--health-addr", health, "--metrics-addr", "127.0.0.1:0",
+		"--http-addr", addr, "--health-addr", health, "--metrics-addr", metrics,
 		"--state-url", "file://" + t.TempDir(), "--leader-elect=false"}, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
@@ -210,7 +212,7 @@ func startStateServer(t *testing.T) string {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK, nil
 	}, "lastcall server ready")
-	return "http://" + addr
+	return "http://" + addr, "http://" + metrics + "/metrics"
 }
 
 func freePort(t *testing.T, host string) int {

@@ -5,8 +5,13 @@
 // termination from the app's side.
 //
 // Environment: RECORDER (the recorder's base URL), POD_NAME, DATA (the
-// state directory, default /data). Endpoints: GET / (served, counted),
-// POST /drain (stop taking work, write the final state), /healthz.
+// state directory, default /data), DRAIN_DELAY (how long /drain takes),
+// SHUTDOWN_DELAY (how long the app takes to exit after SIGTERM). Endpoints:
+// GET / (served, counted), POST /drain (stop taking work, write the final
+// state), /healthz.
+//
+// `testapp hook fail` exits 1 and `testapp hook sleep DURATION` sleeps: the
+// preStop hooks of the seed's failure cases (the image has no shell).
 package main
 
 import (
@@ -67,6 +72,9 @@ func (a *app) drain(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "POST only", http.StatusMethodNotAllowed)
 		return
 	}
+	if d, err := time.ParseDuration(os.Getenv("DRAIN_DELAY")); err == nil {
+		time.Sleep(d)
+	}
 	a.mu.Lock()
 	a.draining = true
 	nonce := make([]byte, 8)
@@ -82,6 +90,10 @@ func (a *app) drain(w http.ResponseWriter, r *http.Request) {
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "hook" {
+		hook(os.Args[2:])
+		return
+	}
 	a := &app{dir: os.Getenv("DATA"), recorder: os.Getenv("RECORDER"), pod: os.Getenv("POD_NAME")}
 	if a.dir == "" {
 		a.dir = "/data"
@@ -98,6 +110,9 @@ func main() {
 	go func() {
 		<-sigs
 		a.report("sigterm", "")
+		if d, err := time.ParseDuration(os.Getenv("SHUTDOWN_DELAY")); err == nil {
+			time.Sleep(d)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
@@ -107,4 +122,22 @@ func main() {
 		os.Exit(1)
 	}
 	a.report("exit", "")
+}
+
+func hook(args []string) {
+	switch {
+	case len(args) == 1 && args[0] == "fail":
+		fmt.Fprintln(os.Stderr, "testapp hook: failing as asked")
+		os.Exit(1)
+	case len(args) == 2 && args[0] == "sleep":
+		d, err := time.ParseDuration(args[1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		time.Sleep(d)
+	default:
+		fmt.Fprintln(os.Stderr, "usage: testapp hook fail | testapp hook sleep DURATION")
+		os.Exit(2)
+	}
 }
