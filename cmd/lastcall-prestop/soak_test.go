@@ -1,6 +1,9 @@
 // The soak runs in `make unit` only: it needs no cluster, and its drain
 // deadlines are real time, which the integration pass (control planes and
 // the Flagger scenario on the same cores) makes noisy for no extra proof.
+// It terminates through internal/kubeletsim, not the real node, because its
+// sub-second budgets are ones no pod can have; test/realnode proves the
+// helper on the real kubelet.
 
 //go:build !integration
 

@@ -19,6 +19,19 @@
 //  4. When the main process is gone, every other process of the container,
 //     an overrunning hook included, dies with it.
 //
+// Checked against the real kubelet (test/realnode, issue 17): a hook that
+// returns gives SIGTERM at once; a hook that overruns is waited for the
+// whole grace, then SIGTERM, then SIGKILL 2 s later; FailedPreStopHook comes
+// at once for a hook that fails and, for one that overruns, only when the
+// SIGKILL ends it. The one difference that matters to a test is the start:
+// the real kubelet began the hook about 2 s after the delete returned (its
+// pod worker's sync), the simulator at Terminate.
+//
+// Where it is kept, and why: cmd/lastcall-prestop's soak test terminates an
+// app 50 times with budgets of 0.2–3 s, which no pod can have (grace is in
+// whole seconds, the hook's start lags by ~2 s) and which would take minutes
+// on a node. Everything a real node can show is shown there instead.
+//
 // Caveats: the kubelet counts in whole seconds and truncates the hook's
 // duration (a 1.9 s hook costs 1 s); the simulator subtracts the exact
 // duration, so it is never more generous than a real node. The termination
