@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -275,17 +276,30 @@ func (n *realNode) stop() error {
 	return errors.Join(errs...)
 }
 
-// processesMentioning lists the processes whose command line names dir:
-// every process the node starts (containerd, its shims, the kubelet) does.
+// processesMentioning describes the processes whose command line names
+// dir: every process the node starts (containerd, its shims, the kubelet)
+// does.
 func processesMentioning(dir string) []string {
-	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	var out []string
+	for _, pid := range pidsMentioning(dir) {
+		b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+		out = append(out, strconv.Itoa(pid)+" "+strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " "))
+	}
+	return out
+}
+
+// pidsMentioning lists the processes whose command line names dir.
+func pidsMentioning(dir string) []int {
+	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var out []int
 	for _, f := range cmdlines {
 		b, err := os.ReadFile(f)
 		if err != nil || !strings.Contains(string(b), dir) {
 			continue
 		}
-		out = append(out, filepath.Base(filepath.Dir(f))+" "+strings.ReplaceAll(strings.TrimRight(string(b), "\x00"), "\x00", " "))
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f))); err == nil && pid != os.Getpid() {
+			out = append(out, pid)
+		}
 	}
 	return out
 }

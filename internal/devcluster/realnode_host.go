@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,8 +54,15 @@ func prepareHost(p nodePaths) (*hostChanges, error) {
 	if err := os.MkdirAll(cgroupLockDir(), 0o755); err != nil {
 		return nil, err
 	}
-	unlock, err := lockFile(context.Background(), filepath.Join(cgroupLockDir(), cgroupRoot), io.Discard)
+	lock := filepath.Join(cgroupLockDir(), cgroupRoot)
+	unlock, err := lockFile(context.Background(), lock, io.Discard)
 	if err != nil {
+		return nil, err
+	}
+	// The node's directory, for the sweep of a run that dies: its shims
+	// and containerd name it.
+	if err := os.WriteFile(lock, []byte(p.dir), 0o644); err != nil {
+		unlock()
 		return nil, err
 	}
 	h := &hostChanges{cgroupRoot: cgroupRoot, sysctls: map[string]string{}, unlock: unlock}
@@ -129,8 +137,11 @@ func (h *hostChanges) restore() error {
 	return errors.Join(errs...)
 }
 
-// sweepStaleCgroups removes the cgroup roots of real nodes whose process
-// died without cleaning up (their lock is free).
+// sweepStaleCgroups cleans up after real nodes whose process died (a test
+// binary killed at its timeout, a crash): their lock is free. Every process
+// in their cgroups (containers) and every process naming their directory
+// (containerd, the shims, which outlive it all) is SIGKILLed, then the
+// cgroups are removed.
 func sweepStaleCgroups() {
 	locks, _ := filepath.Glob(filepath.Join(cgroupLockDir(), "lastcall-node-*"))
 	for _, lock := range locks {
@@ -140,9 +151,17 @@ func sweepStaleCgroups() {
 		}
 		if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
 			dirs, _ := filepath.Glob(filepath.Join("/sys/fs/cgroup/*", filepath.Base(lock)))
+			for _, pid := range cgroupPIDs(dirs) {
+				_ = unix.Kill(pid, unix.SIGKILL)
+			}
+			if nodeDir, err := os.ReadFile(lock); err == nil && len(nodeDir) > 0 {
+				for _, pid := range pidsMentioning(string(nodeDir)) {
+					_ = unix.Kill(pid, unix.SIGKILL)
+				}
+			}
 			ok := true
 			for _, d := range dirs {
-				ok = removeCgroupTree(d, time.Second) == nil && ok
+				ok = removeCgroupTree(d, 5*time.Second) == nil && ok
 			}
 			if ok {
 				_ = os.Remove(lock)
@@ -150,6 +169,26 @@ func sweepStaleCgroups() {
 		}
 		f.Close()
 	}
+}
+
+// cgroupPIDs lists the processes in the cgroup trees under roots.
+func cgroupPIDs(roots []string) []int {
+	var pids []int
+	for _, root := range roots {
+		_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.Name() != "cgroup.procs" {
+				return nil
+			}
+			b, _ := os.ReadFile(path)
+			for _, f := range strings.Fields(string(b)) {
+				if pid, err := strconv.Atoi(f); err == nil {
+					pids = append(pids, pid)
+				}
+			}
+			return nil
+		})
+	}
+	return pids
 }
 
 // removeCgroupTree removes a cgroup and its children, deepest first, waiting
