@@ -101,12 +101,3 @@ func TestForceDeletedServerOnFileStoreIsReplacedWithoutCrashLoop(t *testing.T) {
 		t.Errorf("replacement Ready after %s, want under 45 s", took)
 	}
 }
-
-func ready(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
