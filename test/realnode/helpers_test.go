@@ -21,6 +21,22 @@ import (
 	"github.com/lastcall-dev/lastcall/internal/devcluster/clustertest"
 )
 
+// seedSetup is what the seed's preStop tests share: the test app and the
+// helper's images on the node, lastcall server's state API, the recorder
+// the app reports to, and the app's ServiceAccount.
+func seedSetup(t *testing.T, env *clustertest.Env) (stateURL, metricsURL string, rec *recorder) {
+	t.Helper()
+	importImage(t, "testapp", "./test/realnode/testapp", testAppImage)
+	importImage(t, "lastcall-prestop", "./cmd/lastcall-prestop", prestopImage)
+	stateURL, metricsURL = startStateServer(t)
+	rec = startRecorder(t)
+	if _, err := env.Client.CoreV1().ServiceAccounts(env.Namespace).Create(context.Background(),
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return stateURL, metricsURL, rec
+}
+
 // importImage builds a package of the checkout into an image named ref and
 // imports it into the real node, once per test binary.
 func importImage(t *testing.T, name, pkg, ref string) {

@@ -32,13 +32,7 @@ import (
 func TestTheSeedsFailureCasesOnTheRealKubelet(t *testing.T) {
 	env := clustertest.New(t)
 	ctx := context.Background()
-	importImage(t, "testapp", "./test/realnode/testapp", testAppImage)
-	importImage(t, "lastcall-prestop", "./cmd/lastcall-prestop", prestopImage)
-	stateURL, metricsURL := startStateServer(t)
-	rec := startRecorder(t)
-	if _, err := env.Client.CoreV1().ServiceAccounts(env.Namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	stateURL, metricsURL, rec := seedSetup(t, env)
 	const grace, reserve = 6, 3
 	hooked := func(name string, hook []string, extra ...corev1.EnvVar) *corev1.Pod {
 		p := appPod(env.Namespace, name, stateURL, rec.url, grace, reserve)

@@ -32,14 +32,7 @@ import (
 func TestPreStopHookSavesStateAndTheReplacementRestoresIt(t *testing.T) {
 	env := clustertest.New(t)
 	ctx := context.Background()
-	importImage(t, "testapp", "./test/realnode/testapp", testAppImage)
-	importImage(t, "lastcall-prestop", "./cmd/lastcall-prestop", prestopImage)
-	stateURL, _ := startStateServer(t)
-	rec := startRecorder(t)
-
-	if _, err := env.Client.CoreV1().ServiceAccounts(env.Namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "app"}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	stateURL, _, rec := seedSetup(t, env)
 	const grace, reserve = 10, 3
 	pod := appPod(env.Namespace, "app-0", stateURL, rec.url, grace, reserve)
 	pods := env.Client.CoreV1().Pods(env.Namespace)
